@@ -1,0 +1,108 @@
+"""``zaudio ls``: live nodes and streams, from the control channel."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+from zaudio.cli.options import client_keys, keys_option, proxy_option
+
+# Counters shown as columns, in this order, when any node has them.
+COUNTERS = ("sent", "received", "processed", "dropped", "gaps", "errors", "lag")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def render(listing: dict[str, Any], now: float | None = None) -> str:
+    """The human-readable view of a ``list`` reply."""
+    now = time.time() if now is None else now
+    nodes = listing.get("nodes", [])
+    streams = listing.get("streams", [])
+    out = []
+    if not nodes:
+        out.append("no nodes registered")
+    else:
+        counters = [c for c in COUNTERS if any(c in (n.get("stats") or {}) for n in nodes)]
+        rows = [
+            [
+                "ROLE",
+                "NAME",
+                "ID",
+                "HOST",
+                "PID",
+                "UP",
+                "STREAMS/TOPICS",
+                *(c.upper() for c in counters),
+            ]
+        ]
+        for n in sorted(nodes, key=lambda n: (str(n.get("role")), str(n.get("name")))):
+            stats = n.get("stats") or {}
+            names = [s.get("name", "?") for s in n.get("streams", [])] + list(n.get("outputs", []))
+            what = (
+                ",".join(names)
+                if names
+                else ",".join(t.replace("\x00", "") for t in n.get("topics", []))
+            )
+            up = now - n["since"] if isinstance(n.get("since"), int | float) else None
+            rows.append(
+                [
+                    str(n.get("role")),
+                    str(n.get("name")),
+                    str(n.get("id")),
+                    str(n.get("host")),
+                    str(n.get("pid")),
+                    f"{up:.0f}s" if up is not None else "-",
+                    what or "-",
+                    *(_cell(stats.get(c)) for c in counters),
+                ]
+            )
+        out.append(_table(rows))
+    if streams:
+        by_id = {n.get("id"): n for n in nodes}
+        rows = [["STREAM", "RATE", "CH", "PUBLISHER"]]
+        for s in sorted(streams, key=lambda s: str(s.get("name"))):
+            owner = by_id.get(s.get("node"), {})
+            rows.append(
+                [
+                    str(s.get("name")),
+                    str(s.get("rate")),
+                    str(s.get("channels")),
+                    f"{owner.get('name', '?')} ({s.get('node')})",
+                ]
+            )
+        out.append("")
+        out.append(_table(rows))
+    return "\n".join(out)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the proxy's reply as JSON.")
+@click.option("--timeout", type=float, default=2.0, show_default=True, help="Seconds to wait.")
+@proxy_option
+@keys_option
+def ls(as_json: bool, timeout: float, proxy: str, keys: str | None) -> None:
+    """List live nodes and streams with their counters."""
+    from zaudio.client import request
+
+    reply = request(proxy, {"op": "list"}, timeout=timeout, keys=client_keys(keys))
+    if as_json:
+        reply.pop("ok", None)
+        click.echo(json.dumps(reply, indent=2, sort_keys=True))
+    else:
+        click.echo(render(reply))

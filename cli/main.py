@@ -1,0 +1,84 @@
+"""The ``zaudio`` click group.
+
+Commands are imported only when they run (``zaudio --help`` imports neither zmq
+nor numpy), and every error becomes one line here: a
+:class:`~zaudio.errors.ConfigError` or a usage error exits 2, any other
+:class:`~zaudio.errors.ZaudioError` exits 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from zaudio._version import __version__
+from zaudio.errors import ConfigError, ZaudioError
+
+# name -> (import string, one-line help); the help is shown without importing.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "proxy": ("zaudio.cli.proxy:proxy", "Run the forwarder and the control channel."),
+    "ls": ("zaudio.cli.ls:ls", "List live nodes and streams with their counters."),
+    "keygen": ("zaudio.cli.keygen:keygen", "Write CurveZMQ keypairs for --keys."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module, _, attr = entry[0].partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="zaudio")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(verbose: int, quiet: bool) -> None:
+    """zaudio: a real-time audio bus on ZeroMQ.
+
+    Run a proxy, publish audio with recorders, and process it with any number of
+    processors, on one machine or across a LAN.
+    """
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the group, turn errors into one line."""
+    try:
+        rv: Any = cli.main(args=argv, prog_name="zaudio", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        fail(exc.format_message() + hint, 2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        fail(exc.format_message(), exc.exit_code)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except ZaudioError as exc:
+        fail(str(exc), 1)
+    sys.exit(rv if isinstance(rv, int) else 0)

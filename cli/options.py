@@ -1,0 +1,80 @@
+"""Options shared by several commands, and running until a signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from zaudio.errors import ConfigError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def proxy_option(f: F) -> F:
+    return click.option(
+        "--proxy",
+        envvar="ZAUDIO_PROXY",
+        default="tcp://127.0.0.1:5555",
+        show_default=True,
+        metavar="EP",
+        help="Control endpoint of the proxy (env ZAUDIO_PROXY).",
+    )(f)
+
+
+def keys_option(f: F) -> F:
+    return click.option(
+        "--keys",
+        envvar="ZAUDIO_KEYS",
+        metavar="DIR",
+        default=None,
+        help="CurveZMQ key directory from 'zaudio keygen' (env ZAUDIO_KEYS).",
+    )(f)
+
+
+def client_keys(directory: str | None) -> Any:
+    """Client-side keys from ``--keys`` (None without it)."""
+    if not directory:
+        return None
+    from zaudio.security import Keys
+
+    return Keys.for_client(directory)
+
+
+def server_keys(directory: str | None) -> Any:
+    if not directory:
+        return None
+    from zaudio.security import Keys
+
+    return Keys.for_server(directory)
+
+
+def duration(value: str | None, what: str) -> float | None:
+    if value is None:
+        return None
+    from zaudio.units import parse_duration
+
+    return parse_duration(value, what)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by the first SIGINT/SIGTERM; a second one exits at once."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            os._exit(130)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def check_port(value: int | None, what: str) -> None:
+    if value is not None and not 0 <= value <= 65535:
+        raise ConfigError(f"invalid {what} {value}: use 1-65535")

@@ -1,0 +1,51 @@
+"""``zaudio proxy``: the forwarder and the control channel."""
+
+from __future__ import annotations
+
+import click
+from zaudio.cli.options import check_port, keys_option, server_keys, stop_on_signals
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", type=int, default=5555, show_default=True, help="Control port.")
+@click.option("--pub-port", type=int, default=None, help="Publish-in (XSUB) port [port+1].")
+@click.option("--sub-port", type=int, default=None, help="Subscribe-out (XPUB) port [port+2].")
+@click.option(
+    "--heartbeat", type=float, default=1.0, show_default=True, help="Seconds between heartbeats."
+)
+@keys_option
+def proxy(
+    host: str,
+    port: int,
+    pub_port: int | None,
+    sub_port: int | None,
+    heartbeat: float,
+    keys: str | None,
+) -> None:
+    """Run the forwarder (XSUB -> XPUB) and the control channel (REP)."""
+    from zaudio.proxy import Proxy
+
+    for value, what in ((port, "--port"), (pub_port, "--pub-port"), (sub_port, "--sub-port")):
+        check_port(value, what)
+    if heartbeat <= 0:
+        raise click.BadParameter("must be more than 0", param_hint="--heartbeat")
+    stop = stop_on_signals()
+    p = Proxy(
+        host=host,
+        port=port,
+        pub_port=pub_port,
+        sub_port=sub_port,
+        keys=server_keys(keys),
+        heartbeat=heartbeat,
+    ).start()
+    try:
+        click.echo(f"zaudio proxy: control {p.control}", nl=True)
+        click.echo(f"zaudio proxy: publish-in {p.pub}  subscribe-out {p.sub}")
+        click.echo(
+            "zaudio proxy: CurveZMQ on" if keys else "zaudio proxy: no encryption (--keys DIR)"
+        )
+        stop.wait()
+    finally:
+        p.stop()
+    click.echo("zaudio proxy: stopped")

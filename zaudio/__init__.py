@@ -1,0 +1,97 @@
+"""zaudio: a real-time audio bus for Python on ZeroMQ.
+
+Capture once, process anywhere: recorders publish audio blocks through a proxy,
+and any number of processors (other processes, containers or hosts) run your
+code on them without ever slowing the capture.
+
+Heavy modules load on first use, so ``import zaudio`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from zaudio._version import __version__
+
+if TYPE_CHECKING:
+    from zaudio.bus import Publisher
+    from zaudio.client import NodeClient, request
+    from zaudio.errors import (
+        ConfigError,
+        DeviceError,
+        ImportFromStringError,
+        LocalProtocolError,
+        ProtocolError,
+        ProxyError,
+        ProxyUnreachable,
+        RemoteProtocolError,
+        RequestRefused,
+        ZaudioError,
+    )
+    from zaudio.protocol import AudioHeader, ResultHeader, decode
+    from zaudio.proxy import Proxy
+    from zaudio.security import Keys, keygen
+
+__all__ = [
+    "AudioHeader",
+    "ConfigError",
+    "DeviceError",
+    "ImportFromStringError",
+    "Keys",
+    "LocalProtocolError",
+    "NodeClient",
+    "ProtocolError",
+    "Proxy",
+    "ProxyError",
+    "ProxyUnreachable",
+    "Publisher",
+    "RemoteProtocolError",
+    "RequestRefused",
+    "ResultHeader",
+    "ZaudioError",
+    "__version__",
+    "decode",
+    "keygen",
+    "request",
+]
+
+_LAZY = {
+    "AudioHeader": "zaudio.protocol",
+    "ResultHeader": "zaudio.protocol",
+    "decode": "zaudio.protocol",
+    "Proxy": "zaudio.proxy",
+    "Publisher": "zaudio.bus",
+    "NodeClient": "zaudio.client",
+    "request": "zaudio.client",
+    "Keys": "zaudio.security",
+    "keygen": "zaudio.security",
+    **{
+        name: "zaudio.errors"
+        for name in (
+            "ConfigError",
+            "DeviceError",
+            "ImportFromStringError",
+            "LocalProtocolError",
+            "ProtocolError",
+            "ProxyError",
+            "ProxyUnreachable",
+            "RemoteProtocolError",
+            "RequestRefused",
+            "ZaudioError",
+        )
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zaudio' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,3 @@
+from zaudio.cli.main import main
+
+main()

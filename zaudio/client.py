@@ -1,0 +1,333 @@
+"""The control-channel client every node uses: hello, register, heartbeats, clock offset.
+
+A :class:`NodeClient` runs one background thread that owns a REQ socket. Every
+request has a timeout; a request that times out abandons the socket, opens a
+new one (the "lazy pirate" pattern) and retries with back-off. The node's data
+path never waits on it: it reads :attr:`NodeClient.endpoints` and
+:attr:`NodeClient.offset`, plain attributes, when it needs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from zaudio import clock
+from zaudio.endpoints import control_endpoint, resolve
+from zaudio.errors import ProxyUnreachable, RemoteProtocolError, RequestRefused
+from zaudio.protocol import decode_json, encode_json
+from zaudio.security import Keys
+
+__all__ = ["Endpoints", "NodeClient", "Requester", "request"]
+
+log = logging.getLogger(__name__)
+
+CLOCK_SAMPLES = 5
+CLOCK_RESYNC = 30.0
+BACKOFF_MAX = 5.0
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a node's data sockets connect (from ``hello``)."""
+
+    pub: str
+    sub: str
+
+
+class Requester:
+    """A REQ socket with a timeout on every request and a reset after a timeout.
+
+    Owned by one thread. Not a node: ``zaudio ls`` uses it for one-shot requests.
+    """
+
+    def __init__(
+        self,
+        proxy: str | None = None,
+        *,
+        timeout: float = 1.0,
+        keys: Keys | None = None,
+        ctx: zmq.Context[Any] | None = None,
+    ) -> None:
+        self.endpoint = control_endpoint(proxy)
+        self.timeout = timeout
+        self.keys = keys
+        self._ctx = ctx or zmq.Context.instance()
+        self._sock: zmq.Socket[Any] | None = None
+
+    def _open(self) -> zmq.Socket[Any]:
+        sock: zmq.Socket[Any] = self._ctx.socket(zmq.REQ)
+        sock.linger = 0
+        if self.keys is not None:
+            self.keys.client_socket(sock)
+        sock.connect(self.endpoint)
+        return sock
+
+    def request(self, msg: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Send one request and return the reply's fields (``ok: true`` checked).
+
+        Raises
+        ------
+        ProxyUnreachable
+            No reply within ``timeout``; the socket has been reset.
+        RequestRefused
+            The proxy replied ``ok: false``.
+        """
+        if self._sock is None:
+            self._sock = self._open()
+        sock = self._sock
+        timeout = self.timeout if timeout is None else timeout
+        sock.send(encode_json(msg))
+        if not sock.poll(int(timeout * 1000)):
+            self.reset()
+            raise ProxyUnreachable(
+                f"no reply from the proxy at {self.endpoint} within {timeout:g} s "
+                "(is 'zaudio proxy' running there? pass --proxy or set ZAUDIO_PROXY)"
+            )
+        raw = sock.recv()
+        try:
+            reply = decode_json(raw)
+        except RemoteProtocolError:
+            reply = None
+        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+            self.reset()
+            raise RequestRefused("the proxy sent a reply that is not a zaudio reply", "bad_reply")
+        if not reply["ok"]:
+            raise RequestRefused(str(reply.get("error", "refused")), reply.get("code"))
+        return reply
+
+    def reset(self) -> None:
+        """Abandon the socket (and any reply still on its way)."""
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+
+    def close(self) -> None:
+        self.reset()
+
+
+def request(
+    proxy: str | None, msg: dict[str, Any], *, timeout: float = 1.0, keys: Keys | None = None
+) -> dict[str, Any]:
+    """One request on a fresh socket: ``request(None, {"op": "list"})``."""
+    req = Requester(proxy, timeout=timeout, keys=keys)
+    try:
+        return req.request(msg)
+    finally:
+        req.close()
+
+
+def measure_offset(req: Requester, samples: int = CLOCK_SAMPLES) -> tuple[float, float]:
+    """Offset of the proxy's clock to ours, from the ``time`` sample with the smallest RTT.
+
+    Returns ``(offset, rtt)``: proxy time = local time + offset.
+    """
+    best: tuple[float, float] | None = None
+    for _ in range(samples):
+        t0 = clock.now()
+        reply = req.request({"op": "time"})
+        t1 = clock.now()
+        remote = reply.get("time")
+        if not isinstance(remote, int | float) or isinstance(remote, bool):
+            raise RequestRefused("the proxy's time reply has no number 'time'", "bad_reply")
+        rtt = t1 - t0
+        if best is None or rtt < best[1]:
+            best = (float(remote) - (t0 + t1) / 2, rtt)
+    assert best is not None
+    return best
+
+
+class NodeClient:
+    """Registration, heartbeats and clock offset of one node, in a background thread.
+
+    Parameters
+    ----------
+    proxy : str, optional
+        Control endpoint (``tcp://HOST:5555``); ``ZAUDIO_PROXY`` or loopback by default.
+    role, name : str
+        What the node registers as.
+    registration : callable, optional
+        Returns the role-specific registration fields (``streams``, ``topics``,
+        ``outputs``); called at every (re-)registration.
+    stats : callable, optional
+        Returns the counters each heartbeat carries.
+    timeout : float
+        Seconds to wait for each reply.
+    keys : Keys, optional
+        CurveZMQ client keys.
+    """
+
+    def __init__(
+        self,
+        proxy: str | None = None,
+        *,
+        role: str,
+        name: str,
+        registration: Callable[[], dict[str, Any]] | None = None,
+        stats: Callable[[], dict[str, Any]] | None = None,
+        timeout: float = 1.0,
+        keys: Keys | None = None,
+    ) -> None:
+        self.control = control_endpoint(proxy or os.environ.get("ZAUDIO_PROXY"))
+        self.role = role
+        self.name = name
+        self.keys = keys
+        self.timeout = timeout
+        self._registration = registration or dict
+        self._stats = stats or dict
+        #: data endpoints, once ``hello`` answered
+        self.endpoints: Endpoints | None = None
+        #: proxy clock minus local clock, seconds (0 until measured)
+        self.offset = 0.0
+        self.offset_known = False
+        self.rtt: float | None = None
+        #: node id while registered, else None
+        self.id: str | None = None
+        self.heartbeat = 1.0
+        #: the last refusal or failure, for the node to report
+        self.error: str | None = None
+        self.refused: RequestRefused | None = None
+        self.registrations = 0
+        self.registered = threading.Event()
+        self._pending_update: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- public ------------------------------------------------------------
+
+    def start(self) -> NodeClient:
+        self._thread = threading.Thread(target=self._run, name="zaudio-client", daemon=True)
+        self._thread.start()
+        return self
+
+    def now(self) -> float:
+        """Current time in the proxy's time base (local clock until the offset is known)."""
+        return clock.now() + self.offset
+
+    def wait_registered(self, timeout: float) -> bool:
+        return self.registered.wait(timeout)
+
+    def update(self, **fields: Any) -> None:
+        """Send ``fields`` (e.g. ``streams``) with the next heartbeat, and heartbeat now."""
+        self._pending_update = {**(self._pending_update or {}), **fields}
+        self._wake.set()
+
+    def close(self, timeout: float = 0.5) -> None:
+        """Stop heartbeats and send ``disconnect`` (waiting at most ``timeout``)."""
+        self._disconnect_timeout = timeout
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout + self.timeout + 1)
+            self._thread = None
+
+    def __enter__(self) -> NodeClient:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        req = Requester(self.control, timeout=self.timeout, keys=self.keys)
+        backoff = 0.1
+        next_sync = 0.0
+        warned = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    if self.endpoints is None:
+                        self._hello(req)
+                    if time.monotonic() >= next_sync or not self.offset_known:
+                        self.offset, self.rtt = measure_offset(req)
+                        self.offset_known = True
+                        next_sync = time.monotonic() + CLOCK_RESYNC
+                    if self.id is None:
+                        self._register(req)
+                    else:
+                        self._beat(req)
+                    if warned:
+                        log.info("proxy at %s answers again", self.control)
+                    warned = False
+                    backoff = 0.1
+                    self.error = None
+                    wait = self.heartbeat
+                except ProxyUnreachable as exc:
+                    self.error = str(exc)
+                    if not warned:
+                        log.warning("%s; retrying", exc)
+                        warned = True
+                    wait, backoff = backoff, min(backoff * 2, BACKOFF_MAX)
+                except RequestRefused as exc:
+                    self.error = str(exc)
+                    if exc.code == "unknown_id":
+                        log.info("proxy forgot node %s (restarted?): registering again", self.id)
+                        self.id = None
+                        self.registered.clear()
+                        self.endpoints = None
+                        wait = 0.0
+                    else:
+                        if self.id is None:
+                            self.refused = exc
+                        log.error("proxy refused %s %r: %s", self.role, self.name, exc)
+                        wait, backoff = backoff, min(backoff * 2, BACKOFF_MAX)
+                self._wake.wait(wait)
+                self._wake.clear()
+            if self.id is not None:
+                with contextlib.suppress(ProxyUnreachable, RequestRefused):
+                    req.request(
+                        {"op": "disconnect", "id": self.id},
+                        timeout=getattr(self, "_disconnect_timeout", 0.5),
+                    )
+                self.id = None
+        finally:
+            req.close()
+
+    def _hello(self, req: Requester) -> None:
+        reply = req.request({"op": "hello"})
+        pub, sub = reply.get("pub"), reply.get("sub")
+        if not isinstance(pub, str) or not isinstance(sub, str):
+            raise RequestRefused("the proxy's hello reply has no 'pub'/'sub' endpoints")
+        self.endpoints = Endpoints(resolve(pub, self.control), resolve(sub, self.control))
+
+    def _register(self, req: Requester) -> None:
+        msg = {
+            "op": "register",
+            "role": self.role,
+            "name": self.name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            **self._registration(),
+        }
+        reply = req.request(msg)
+        node_id = reply.get("id")
+        if not isinstance(node_id, str):
+            raise RequestRefused("the proxy's register reply has no 'id'")
+        hb = reply.get("heartbeat", 1.0)
+        self.heartbeat = float(hb) if isinstance(hb, int | float) and hb > 0 else 1.0
+        self.id = node_id
+        self.refused = None
+        self.registrations += 1
+        self._pending_update = None
+        self.registered.set()
+        log.debug("registered %s %r as %s", self.role, self.name, node_id)
+
+    def _beat(self, req: Requester) -> None:
+        msg: dict[str, Any] = {"op": "heartbeat", "id": self.id, "stats": self._stats()}
+        update = self._pending_update
+        if update:
+            msg.update(update)
+        req.request(msg)
+        if update is self._pending_update:
+            self._pending_update = None

@@ -1,0 +1,72 @@
+"""Every exception zaudio raises on purpose.
+
+::
+
+    ZaudioError
+     ├── ProtocolError (ValueError)         a message that does not fit PROTOCOL.md
+     │    ├── LocalProtocolError            we were asked to send it
+     │    └── RemoteProtocolError           a peer sent it (receivers drop and count it)
+     ├── ConfigError                        bad usage: options, names, files, modules (CLI exit 2)
+     │    ├── ImportFromStringError         ``module:attr`` that cannot be loaded
+     │    └── DeviceError                   no PortAudio, no such audio device
+     └── ProxyError                         the control channel failed (CLI exit 1)
+          ├── ProxyUnreachable              no reply within the timeout
+          └── RequestRefused                the proxy replied ``ok: false``
+
+Foreign exceptions (zmq, sounddevice, soundfile, json) are translated where they
+enter, with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+
+class ZaudioError(Exception):
+    """Base class of every error zaudio raises on purpose."""
+
+
+class ProtocolError(ZaudioError, ValueError):
+    """A message that does not fit the wire protocol.
+
+    ``reason`` is a short word naming what was wrong (``frames``, ``topic``,
+    ``header``, ``payload``, ``name``, ``size``), used as a counter key.
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to encode something the protocol cannot carry."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """A peer sent something malformed; receivers drop and count it."""
+
+
+class ConfigError(ZaudioError):
+    """Bad usage: an option, name, file or module that cannot work (exit code 2)."""
+
+
+class ImportFromStringError(ConfigError):
+    """``module:attr`` could not be loaded (the module or attribute does not exist)."""
+
+
+class DeviceError(ConfigError):
+    """Audio devices cannot be used: PortAudio missing, device unknown or busy."""
+
+
+class ProxyError(ZaudioError):
+    """The control channel to the proxy failed."""
+
+
+class ProxyUnreachable(ProxyError):
+    """The proxy did not answer within the timeout."""
+
+
+class RequestRefused(ProxyError):
+    """The proxy answered ``ok: false``; ``code`` is set when it gave one."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code

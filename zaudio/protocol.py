@@ -1,0 +1,374 @@
+"""The zaudio wire protocol, version 1, with no I/O in it.
+
+Frames in, validated frozen headers and read-only arrays out, and back
+(see docs/protocol.md). A data message is exactly three frames::
+
+    b"audio/mic\\x00"   JSON header   float32 payload (frames x channels, little-endian)
+
+Decoding never raises anything but :class:`~zaudio.errors.RemoteProtocolError`;
+encoding raises :class:`~zaudio.errors.LocalProtocolError` for what cannot be sent.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from typing import Annotated, Any, Final, Literal, TypeAlias
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from zaudio.errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "MAX_HEADER",
+    "MAX_NAME",
+    "MAX_PAYLOAD",
+    "VERSION",
+    "AudioHeader",
+    "AudioStream",
+    "ResultHeader",
+    "ResultStream",
+    "audio_topic",
+    "decode",
+    "new_src",
+    "result_topic",
+    "validate_name",
+]
+
+VERSION: Final = 1
+MAX_NAME: Final = 128
+MAX_HEADER: Final = 64 * 1024
+#: Our own cap on one payload (not in PROTOCOL.md): 64 MiB, about 5.8 minutes of
+#: mono 48 kHz audio. The proxy enforces a cap on the XSUB side as well.
+MAX_PAYLOAD: Final = 64 * 1024 * 1024
+
+AUDIO: Final = b"audio/"
+RESULT: Final = b"result/"
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.-]+)*\Z")
+
+Block: TypeAlias = npt.NDArray[np.float32]
+
+_NonNeg = Annotated[int, msgspec.Meta(ge=0)]
+_Pos = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class AudioHeader(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="audio"):
+    """Header of one audio block (PROTOCOL.md, "Audio header")."""
+
+    v: Literal[1]
+    stream: str
+    src: str
+    seq: _NonNeg
+    index: _NonNeg
+    t: float
+    rate: _Pos
+    channels: _Pos
+    frames: _Pos
+    dtype: Literal["float32"]
+
+
+class ResultHeader(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="result"):
+    """Header of one processor result; the payload is empty and ``data`` is the result."""
+
+    v: Literal[1]
+    processor: str
+    stream: str
+    src: str
+    seq: _NonNeg
+    index: _NonNeg
+    frames: _NonNeg
+    t: float
+    data: Any
+
+
+Header: TypeAlias = AudioHeader | ResultHeader
+
+
+def _enc_hook(obj: Any) -> Any:
+    # numpy scalars and arrays in results become plain JSON numbers and lists.
+    if isinstance(obj, np.generic | np.ndarray):
+        return obj.tolist()
+    raise NotImplementedError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+_decoder: Final = msgspec.json.Decoder(Header)
+_encoder: Final = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+# Topic frame -> (kind, name) for topics already validated; bounded.
+_topics: dict[bytes, tuple[bytes, str]] = {}
+_TOPIC_CACHE_MAX: Final = 4096
+
+
+def new_src() -> str:
+    """A fresh random publisher-run id (12 hex digits)."""
+    return secrets.token_hex(6)
+
+
+def validate_name(name: object, what: str = "stream") -> str:
+    """Return ``name`` if it is a valid stream or processor name, else raise.
+
+    Raises
+    ------
+    LocalProtocolError
+        If the name breaks PROTOCOL.md's rule (``[A-Za-z0-9][A-Za-z0-9_.-]*``,
+        ``/``-separated parts, at most 128 bytes).
+    """
+    if not isinstance(name, str) or not _is_name(name):
+        raise LocalProtocolError(
+            f"invalid {what} name {name!r}: use letters, digits, '_', '.', '-' and '/' "
+            f"between parts, starting with a letter or digit, at most {MAX_NAME} bytes",
+            "name",
+        )
+    return name
+
+
+def _is_name(name: str) -> bool:
+    return len(name) <= MAX_NAME and name.isascii() and _NAME_RE.match(name) is not None
+
+
+def audio_topic(stream: str) -> bytes:
+    """The exact topic frame of an audio stream: ``b"audio/<stream>\\x00"``."""
+    return AUDIO + validate_name(stream).encode() + b"\0"
+
+
+def result_topic(processor: str) -> bytes:
+    """The exact topic frame of a processor's results: ``b"result/<name>\\x00"``."""
+    return RESULT + validate_name(processor, "processor").encode() + b"\0"
+
+
+def subscription(pattern: str) -> bytes:
+    """The ZeroMQ subscription prefix for a ``--topic`` pattern.
+
+    ``mic`` subscribes exactly to stream ``mic`` (NUL-terminated); ``lab-a/`` or
+    ``lab-a/*`` to every stream under ``lab-a/``; ``*`` to every audio stream. A
+    pattern starting with ``audio/`` or ``result/`` is taken as a full topic.
+    """
+    kind = AUDIO
+    for prefix in (AUDIO, RESULT):
+        if pattern.encode().startswith(prefix):
+            kind, pattern = prefix, pattern[len(prefix) :]
+            break
+    if pattern in ("", "*"):
+        return kind
+    if pattern.endswith("/*"):
+        pattern = pattern[:-1]
+    if pattern.endswith("/"):
+        validate_name(pattern[:-1])
+        return kind + pattern.encode()
+    return kind + validate_name(pattern).encode() + b"\0"
+
+
+def _parse_topic(topic: bytes) -> tuple[bytes, str]:
+    cached = _topics.get(topic)
+    if cached is not None:
+        return cached
+    if not topic.endswith(b"\0"):
+        raise RemoteProtocolError("topic frame does not end with NUL", "topic")
+    if topic.startswith(AUDIO):
+        kind = AUDIO
+    elif topic.startswith(RESULT):
+        kind = RESULT
+    else:
+        raise RemoteProtocolError("topic is neither audio/ nor result/", "topic")
+    try:
+        name = topic[len(kind) : -1].decode("ascii")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("topic name is not ASCII", "name") from None
+    if not _is_name(name):
+        raise RemoteProtocolError(f"invalid name in topic {name!r}", "name")
+    if len(_topics) >= _TOPIC_CACHE_MAX:
+        _topics.clear()
+    _topics[topic] = (kind, name)
+    return kind, name
+
+
+def decode(
+    frames: Sequence[Any],
+) -> tuple[AudioHeader, Block] | tuple[ResultHeader, None]:
+    """Decode one data message.
+
+    Parameters
+    ----------
+    frames : sequence of bytes-like
+        The received frames (``bytes``, ``memoryview`` or ``zmq.Frame``). The
+        payload is not copied: the returned block is a read-only view of it.
+
+    Returns
+    -------
+    (AudioHeader, ndarray) or (ResultHeader, None)
+        For audio, a read-only float32 array of shape ``(frames, channels)``.
+
+    Raises
+    ------
+    RemoteProtocolError
+        For anything that does not fit PROTOCOL.md; nothing else.
+    """
+    if len(frames) != 3:
+        raise RemoteProtocolError(f"expected 3 frames, got {len(frames)}", "frames")
+    topic_f, header_f, payload_f = frames
+    try:
+        topic = topic_f if type(topic_f) is bytes else bytes(topic_f)
+        payload = memoryview(payload_f)
+        header_len = len(header_f)
+    except TypeError:
+        raise RemoteProtocolError("frames are not bytes-like", "frames") from None
+    kind, name = _parse_topic(topic)
+    if header_len > MAX_HEADER:
+        raise RemoteProtocolError(f"header of {header_len} bytes exceeds 64 KiB", "size")
+    try:
+        header = _decoder.decode(header_f)
+    except msgspec.ValidationError as exc:
+        raise RemoteProtocolError(f"bad header: {exc}", "header") from None
+    except msgspec.DecodeError as exc:
+        raise RemoteProtocolError(f"header is not JSON: {exc}", "header") from None
+    if type(header) is AudioHeader:
+        if kind is not AUDIO or header.stream != name:
+            raise RemoteProtocolError("topic and header stream disagree", "topic")
+        if payload.nbytes != header.frames * header.channels * 4:
+            raise RemoteProtocolError(
+                f"payload has {payload.nbytes} bytes, header says "
+                f"{header.frames} x {header.channels} x 4",
+                "payload",
+            )
+        block = np.frombuffer(payload, dtype="<f4").reshape(header.frames, header.channels)
+        block.flags.writeable = False
+        return header, block
+    assert type(header) is ResultHeader  # the decoder yields one of the two
+    if kind is not RESULT or header.processor != name:
+        raise RemoteProtocolError("topic and header processor disagree", "topic")
+    if payload.nbytes:
+        raise RemoteProtocolError("a result carries an empty payload", "payload")
+    return header, None
+
+
+def _as_block(block: npt.ArrayLike, channels: int) -> Block:
+    arr = np.asarray(block)
+    if arr.dtype != np.float32 or arr.dtype.byteorder == ">":
+        if arr.dtype.kind != "f":
+            raise LocalProtocolError(
+                f"cannot send a block of dtype {arr.dtype}: send float samples (float32)",
+                "payload",
+            )
+        arr = arr.astype("<f4")
+    if arr.ndim == 1 and channels == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[1] != channels or arr.shape[0] < 1:
+        raise LocalProtocolError(
+            f"block of shape {arr.shape} does not fit (frames, {channels}) with frames >= 1",
+            "payload",
+        )
+    if arr.nbytes > MAX_PAYLOAD:
+        raise LocalProtocolError(f"block of {arr.nbytes} bytes exceeds the 64 MiB cap", "size")
+    return np.ascontiguousarray(arr)
+
+
+class AudioStream:
+    """Encoder state of one published audio stream: topic, ``src``, ``seq``, ``index``.
+
+    Parameters
+    ----------
+    name : str
+        The stream name.
+    rate, channels : int
+        The stream's format.
+    src : str, optional
+        The publisher-run id; a fresh random one by default.
+    """
+
+    __slots__ = ("channels", "index", "name", "rate", "seq", "src", "topic")
+
+    def __init__(self, name: str, rate: int, channels: int, src: str | None = None) -> None:
+        self.topic = audio_topic(name)
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate < 1:
+            raise LocalProtocolError(f"rate must be a positive integer, got {rate!r}", "header")
+        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+            raise LocalProtocolError(f"channels must be >= 1, got {channels!r}", "header")
+        self.name = name
+        self.rate = rate
+        self.channels = channels
+        self.src = src or new_src()
+        self.seq = 0
+        self.index = 0
+
+    def encode(
+        self, block: npt.ArrayLike, t: float, index: int | None = None
+    ) -> list[bytes | Block]:
+        """Frames for the next block, advancing ``seq`` and ``index``.
+
+        ``index`` overrides the running frame index (a processor carrying its
+        input's index); by default the block follows the previous one.
+        """
+        arr = _as_block(block, self.channels)
+        frames = arr.shape[0]
+        if index is None:
+            index = self.index
+        header = AudioHeader(
+            v=1,
+            stream=self.name,
+            src=self.src,
+            seq=self.seq,
+            index=index,
+            t=t,
+            rate=self.rate,
+            channels=self.channels,
+            frames=frames,
+            dtype="float32",
+        )
+        self.seq += 1
+        self.index = index + frames
+        return [self.topic, _encoder.encode(header), arr]
+
+    def skip(self, frames: int) -> None:
+        """Account for a block that was not sent: ``seq`` and ``index`` advance."""
+        self.seq += 1
+        self.index += frames
+
+
+class ResultStream:
+    """Encoder state of one processor's results: topic, ``src``, ``seq``."""
+
+    __slots__ = ("name", "seq", "src", "topic")
+
+    def __init__(self, processor: str, src: str | None = None) -> None:
+        self.topic = result_topic(processor)
+        self.name = processor
+        self.src = src or new_src()
+        self.seq = 0
+
+    def encode(self, data: Any, *, stream: str, index: int, frames: int, t: float) -> list[bytes]:
+        """Frames for one result computed from ``frames`` frames of ``stream`` at ``index``."""
+        header = ResultHeader(
+            v=1,
+            processor=self.name,
+            stream=stream,
+            src=self.src,
+            seq=self.seq,
+            index=index,
+            frames=frames,
+            t=t,
+            data=data,
+        )
+        try:
+            raw = _encoder.encode(header)
+        except (TypeError, NotImplementedError, ValueError, OverflowError) as exc:
+            raise LocalProtocolError(f"result is not JSON-able: {exc}", "header") from exc
+        if len(raw) > MAX_HEADER:
+            raise LocalProtocolError(f"result header of {len(raw)} bytes exceeds 64 KiB", "size")
+        self.seq += 1
+        return [self.topic, raw, b""]
+
+
+def encode_json(obj: Any) -> bytes:
+    """JSON bytes of ``obj`` (numpy values become numbers); used by the control channel."""
+    return _encoder.encode(obj)
+
+
+def decode_json(raw: Any) -> Any:
+    """Parse JSON bytes; raises :class:`RemoteProtocolError` when they are not JSON."""
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise RemoteProtocolError(f"not JSON: {exc}", "header") from None

@@ -1,0 +1,39 @@
+"""Parsing durations (``250ms``, ``1.5s``, ``2m``, ``3``) and block sizes (``10ms``, ``480``)."""
+
+from __future__ import annotations
+
+import re
+
+from zaudio.errors import ConfigError
+
+__all__ = ["parse_block", "parse_duration"]
+
+_DURATION_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|min|h)?\s*\Z")
+_SCALE = {None: 1.0, "s": 1.0, "ms": 1e-3, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | float, what: str = "duration") -> float:
+    """Seconds in ``text``: ``250ms``, ``1.5s``, ``2m``, ``1h`` or plain seconds."""
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        m = _DURATION_RE.match(text)
+        if not m:
+            raise ConfigError(f"invalid {what} {text!r}: use e.g. 250ms, 1.5s, 2m or plain seconds")
+        seconds = float(m[1]) * _SCALE[m[2]]
+    if seconds <= 0:
+        raise ConfigError(f"invalid {what} {text!r}: must be more than 0")
+    return seconds
+
+
+def parse_block(text: str | int, rate: int, what: str = "block size") -> int:
+    """Frames in a block given as a frame count (``480``) or a duration (``10ms``)."""
+    if isinstance(text, int) or (isinstance(text, str) and text.strip().isdigit()):
+        frames = int(text)
+    else:
+        frames = round(parse_duration(text, what) * rate)
+    if frames < 1:
+        raise ConfigError(f"invalid {what} {text!r}: it is less than one frame at {rate} Hz")
+    if frames > rate * 60:
+        raise ConfigError(f"invalid {what} {text!r}: more than a minute of audio per block")
+    return frames
