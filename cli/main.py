@@ -66,7 +66,9 @@ def fail(message: str, code: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the group, turn errors into one line."""
     try:
-        rv: Any = cli.main(args=argv, prog_name="zaudio", standalone_mode=False)
+        rv: Any = cli.main(
+            args=argv, prog_name="zaudio", standalone_mode=False, auto_envvar_prefix="ZAUDIO"
+        )
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         fail(exc.format_message() + hint, 2)
