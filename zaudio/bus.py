@@ -33,6 +33,13 @@ log = logging.getLogger(__name__)
 _ECHO = b"\xff\xfezaudio/echo/"
 
 
+def _keepalive(sock: zmq.Socket[Any]) -> None:
+    # ZMTP heartbeats notice a peer that vanished without closing (host down,
+    # cable pulled) within seconds instead of TCP's minutes.
+    sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
+
+
 class Outlet:
     """An XPUB socket publishing to the proxy; owned by the thread that uses it.
 
@@ -48,6 +55,11 @@ class Outlet:
         # Our only peer is the proxy: when its queue is full, tell us (Again)
         # instead of dropping silently, so every loss is counted here.
         sock.setsockopt(zmq.XPUB_NODROP, 1)
+        # Queue nothing for a connection that is not up, and drop the pipe when it
+        # breaks: the proxy's READY subscription is then withdrawn, so `ready`
+        # tracks the connection and our own buffer, not ZeroMQ's, holds the backlog.
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        _keepalive(sock)
         if keys is not None:
             keys.client_socket(sock)
         self.sock = sock
@@ -131,6 +143,7 @@ class Inlet:
         sock = (ctx or zmq.Context.instance()).socket(zmq.SUB)
         sock.linger = 0
         sock.rcvhwm = hwm
+        _keepalive(sock)
         if keys is not None:
             keys.client_socket(sock)
         self.sock = sock
