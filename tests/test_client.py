@@ -1,0 +1,196 @@
+"""The node client: timeouts, lazy pirate, re-registration, clock offset; and `zaudio ls`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+import zmq
+
+from tests.helpers import (
+    Listener,
+    free_ports,
+    proxy_process,
+    run,
+    spawn,
+    stop,
+    wait_node,
+    wait_until,
+)
+from zaudio import clock
+from zaudio.bus import Publisher
+from zaudio.client import NodeClient, Requester, request
+from zaudio.errors import ProxyUnreachable
+from zaudio.proxy import Proxy
+
+
+def test_request_without_proxy_times_out() -> None:
+    port = free_ports(1)
+    t0 = time.monotonic()
+    with pytest.raises(ProxyUnreachable, match="no reply"):
+        request(f"tcp://127.0.0.1:{port}", {"op": "time"}, timeout=0.3)
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_node_client_without_proxy_never_hangs() -> None:
+    port = free_ports(1)
+    client = NodeClient(f"tcp://127.0.0.1:{port}", role="recorder", name="x", timeout=0.2)
+    client.start()
+    wait_until(lambda: client.error, 3, "the client to report the proxy unreachable")
+    assert "no reply" in (client.error or "")
+    assert not client.registered.is_set() and client.endpoints is None
+    t0 = time.monotonic()
+    client.close(timeout=0.2)
+    assert time.monotonic() - t0 < 1.5
+
+
+def test_lazy_pirate_discards_stale_replies() -> None:
+    """A server that answers late: the late reply is never taken for the next one."""
+    ctx = zmq.Context.instance()
+    rep = ctx.socket(zmq.REP)
+    rep.linger = 0
+    port = rep.bind_to_random_port("tcp://127.0.0.1")
+    req = Requester(f"tcp://127.0.0.1:{port}", timeout=0.2)
+    try:
+        with pytest.raises(ProxyUnreachable):
+            req.request({"op": "first"})
+        assert rep.poll(2000)
+        rep.recv()
+        rep.send(b'{"ok": true, "which": "first"}')  # too late: its socket is gone
+        done: dict[str, Any] = {}
+
+        def answer() -> None:
+            assert rep.poll(2000)
+            done["req"] = json.loads(rep.recv())
+            rep.send(b'{"ok": true, "which": "second"}')
+
+        t = threading.Thread(target=answer)
+        t.start()
+        reply = req.request({"op": "second"}, timeout=2)
+        t.join(3)
+        assert reply["which"] == "second" and done["req"]["op"] == "second"
+    finally:
+        req.close()
+        rep.close(0)
+
+
+def test_register_heartbeat_stats_disconnect(proxy: Proxy) -> None:
+    stats = {"sent": 0}
+    client = NodeClient(
+        proxy.control,
+        role="recorder",
+        name="n1",
+        stats=lambda: dict(stats),
+        registration=lambda: {"streams": [{"name": "n1", "rate": 8000, "channels": 1}]},
+    ).start()
+    try:
+        assert client.wait_registered(3)
+        assert client.endpoints is not None and client.endpoints.pub == proxy.pub
+        stats["sent"] = 42
+        node = wait_until(
+            lambda: next(
+                (n for n in proxy.registry.nodes.values() if n.stats.get("sent") == 42), None
+            ),
+            3,
+            "heartbeat carrying stats",
+        )
+        assert node.name == "n1" and node.streams[0]["name"] == "n1"
+    finally:
+        client.close()
+    assert proxy.registry.nodes == {}  # disconnect removed it at once
+
+
+def test_clock_offset_corrects_a_skewed_clock(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(clock, "SKEW", 5.0)  # this node's clock is 5 s fast
+    client = NodeClient(proxy.control, role="x", name="skewed").start()
+    try:
+        assert client.wait_registered(3)
+        assert client.offset == pytest.approx(-5.0, abs=0.005)
+        assert client.now() == pytest.approx(time.time(), abs=0.005)
+    finally:
+        client.close()
+
+
+def test_reregisters_after_proxy_restart() -> None:
+    """kill -9 the proxy, start it again on the same ports: the node comes back by itself."""
+    with proxy_process() as (control, proc):
+        port = control.rsplit(":", 1)[1]
+        with Publisher("mic", rate=8000, proxy=control) as pub:
+            assert pub.client.wait_registered(5)
+            first_id = pub.client.id
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(5)
+            # the data path keeps going while the proxy is down: sends are counted as dropped
+            wait_until(lambda: not pub.send(np.zeros(80, np.float32)), 5, "outlet to notice")
+            assert pub.counters["dropped"] >= 1
+            with spawn("proxy", "--port", port) as proc2:
+                node = wait_node(control, "mic", timeout=10)
+                assert node["id"] != first_id and pub.client.registrations == 2
+                with Listener(control, "mic") as listener:
+                    wait_until(lambda: pub.send(np.ones(80, np.float32)), 5, "bus ready again")
+                    h, block = listener.recv()
+                    assert h.stream == "mic" and np.all(block == 1)
+                assert stop(proc2) == 0
+
+
+def test_ls_table_and_json(proxy: Proxy) -> None:
+    with Publisher("lsmic", rate=16000, channels=2, proxy=proxy.control) as pub:
+        pub.send(np.zeros((160, 2), np.float32))
+        pub.client.update()  # heartbeat now, carrying the counters
+        wait_until(
+            lambda: any(n.stats.get("sent") == 1 for n in proxy.registry.nodes.values()),
+            3,
+            "stats",
+        )
+        table = run("ls", "--proxy", proxy.control)
+        data = run("ls", "--json", "--proxy", proxy.control)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:4] == ["ROLE", "NAME", "ID", "HOST"]
+    assert "recorder" in lines[1] and "lsmic" in lines[1]
+    assert any(line.split()[:3] == ["lsmic", "16000", "2"] for line in lines)
+    listing = json.loads(data.stdout)
+    assert listing["nodes"][0]["stats"]["sent"] == 1
+    assert listing["streams"][0] == {
+        "name": "lsmic",
+        "rate": 16000,
+        "channels": 2,
+        "node": listing["nodes"][0]["id"],
+    }
+
+
+def test_ls_without_proxy_is_one_line_exit_1() -> None:
+    port = free_ports(1)
+    r = run("ls", "--proxy", f"tcp://127.0.0.1:{port}", "--timeout", "0.3")
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "no reply" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["nosuchcommand"], "No such command"),
+        (["ls", "--bogus"], "No such option"),
+        (["ls", "--proxy", "tcp://"], "invalid proxy address"),
+        (["proxy", "--port", "70000"], "--port"),
+    ],
+)
+def test_bad_usage_exit_2_one_line(args: list[str], needle: str) -> None:
+    r = run(*args, timeout=15)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_version_and_module_entry() -> None:
+    from zaudio import __version__
+
+    r = run("--version")
+    assert r.returncode == 0 and __version__ in r.stdout
+    assert run("--help").stdout.count("proxy") >= 1
