@@ -31,13 +31,16 @@ if TYPE_CHECKING:
     )
     from zaudio.protocol import AudioHeader, ResultHeader, decode
     from zaudio.proxy import Proxy
+    from zaudio.runtime import Info, Processor, run_processor
     from zaudio.security import Keys, keygen
+    from zaudio.subscribe import subscribe
 
 __all__ = [
     "AudioHeader",
     "ConfigError",
     "DeviceError",
     "ImportFromStringError",
+    "Info",
     "Keys",
     "LocalProtocolError",
     "NodeClient",
@@ -45,6 +48,7 @@ __all__ = [
     "Proxy",
     "ProxyError",
     "ProxyUnreachable",
+    "Processor",
     "Publisher",
     "RemoteProtocolError",
     "RequestRefused",
@@ -54,6 +58,8 @@ __all__ = [
     "decode",
     "keygen",
     "request",
+    "run_processor",
+    "subscribe",
 ]
 
 _LAZY = {
@@ -62,6 +68,10 @@ _LAZY = {
     "decode": "zaudio.protocol",
     "Proxy": "zaudio.proxy",
     "Publisher": "zaudio.bus",
+    "Info": "zaudio.runtime",
+    "Processor": "zaudio.runtime",
+    "run_processor": "zaudio.runtime",
+    "subscribe": "zaudio.subscribe",
     "NodeClient": "zaudio.client",
     "request": "zaudio.client",
     "Keys": "zaudio.security",

@@ -1,0 +1,110 @@
+"""Re-blocking a stream into exact windows of ``window`` frames every ``hop`` frames.
+
+Blocks arrive in whatever size the publisher chose; a :class:`Windower` copies
+them into one growing buffer and cuts windows across message boundaries, so that
+window ``k`` holds exactly frames ``[start + k*hop, start + k*hop + window)`` of the
+stream. Each window is a fresh array (the only copy on this path): it stays valid
+after the call, and the user may keep it.
+
+On a gap (frames lost upstream or dropped by the processor's queue) and on a
+restart (a new ``src``), the partial window is discarded: the next window starts
+at the first frame after the gap, and its ``gap`` (or ``restart``) flag is set.
+Windows never straddle a gap and are never zero-filled.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Windower"]
+
+
+class Windower:
+    """Windows of one stream.
+
+    Parameters
+    ----------
+    window, hop : int
+        Window length and step in frames (``hop > window`` skips frames between
+        windows; ``hop < window`` overlaps them).
+    channels : int
+        Channel count of the stream.
+    """
+
+    __slots__ = ("_blocks", "_buf", "_fill", "_skip", "_start", "channels", "hop", "window")
+
+    def __init__(self, window: int, hop: int, channels: int) -> None:
+        if window < 1 or hop < 1:
+            raise ValueError("window and hop must be at least one frame")
+        self.window = window
+        self.hop = hop
+        self.channels = channels
+        self._buf: npt.NDArray[np.float32] = np.empty((2 * window, channels), np.float32)
+        self._fill = 0
+        self._skip = 0
+        self._start = 0  # stream index of _buf[0]
+        # (index, seq, t) of the blocks whose frames are in the buffer
+        self._blocks: deque[tuple[int, int, float]] = deque()
+
+    def reset(self) -> None:
+        """Forget the partial window (after a gap or restart)."""
+        self._fill = 0
+        self._skip = 0
+        self._blocks.clear()
+
+    def push(
+        self, block: npt.NDArray[np.float32], index: int, seq: int, t: float, rate: int
+    ) -> Iterator[tuple[npt.NDArray[np.float32], int, int, float]]:
+        """Add one block (which must follow the previous one); yield complete windows.
+
+        Yields ``(window, index, seq, t)``: the window's frames, the stream index
+        and time of its first frame, and the ``seq`` of the block holding it.
+        """
+        n = block.shape[0]
+        if self._skip:
+            cut = min(self._skip, n)
+            self._skip -= cut
+            block = block[cut:]
+            index += cut
+            t += cut / rate
+            n -= cut
+            if n == 0:
+                return
+        if self._fill == 0:
+            self._start = index
+            self._blocks.clear()
+        self._blocks.append((index, seq, t))
+        need = self._fill + n
+        if need > self._buf.shape[0]:
+            grown = np.empty((max(need, 2 * self._buf.shape[0]), self.channels), np.float32)
+            grown[: self._fill] = self._buf[: self._fill]
+            self._buf = grown
+        self._buf[self._fill : need] = block
+        self._fill = need
+        window, hop = self.window, self.hop
+        while self._fill >= window:
+            blocks = self._blocks
+            start = self._start
+            while len(blocks) > 1 and blocks[1][0] <= start:
+                blocks.popleft()
+            b_index, b_seq, b_t = blocks[0]
+            yield self._buf[:window].copy(), start, b_seq, b_t + (start - b_index) / rate
+            if hop < self._fill:
+                rest = self._fill - hop
+                self._buf[:rest] = self._buf[hop : self._fill]
+                self._fill = rest
+            else:
+                self._skip = hop - self._fill
+                self._fill = 0
+            self._start = start + hop
+
+    def __repr__(self) -> str:
+        return f"Windower(window={self.window}, hop={self.hop}, fill={self._fill})"
+
+    def state(self) -> dict[str, Any]:
+        return {"fill": self._fill, "skip": self._skip, "start": self._start}
