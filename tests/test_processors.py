@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 import soundfile
 
+from tests.helpers import Listener, listing, proxy_process, spawn, stop, wait_node, wait_until
+from zaudio.bus import Publisher
 from zaudio.errors import ConfigError
 from zaudio.processors.level import Level
 from zaudio.processors.logmel import LogMel, mel_filterbank
@@ -428,3 +431,38 @@ def test_print_one_line_per_block(capsys: pytest.CaptureFixture[str]) -> None:
         "mic seq=1 index=480 t=01:02:03.250 frames=16000 ch=2 rms=-9.0,-120.0 dBFS",
         "mic seq=1 index=480 t=01:02:03.250 frames=16000 ch=2 rms=-9.0,-120.0 dBFS src=run-b gap",
     ]
+
+
+# --- end to end: loaded by name by `zaudio process` -------------------------------
+
+
+def processed(control: str, name: str) -> int:
+    for node in listing(control)["nodes"]:
+        if node["name"] == name:
+            return int((node["stats"] or {}).get("processed", 0))
+    return 0
+
+
+def test_level_and_writer_by_name_through_zaudio_process(tmp_path: Path) -> None:
+    rate, n = 8000, 20
+    tone = sine(500, 0.5, 160 * n, rate=rate, phase=0.0)  # 160 frames: 10 whole periods
+    path = tmp_path / "rec.wav"
+    with (
+        proxy_process("--heartbeat", "0.2") as (bus, _proxy),
+        spawn("process", "level", "--topic", "mic", "--proxy", bus),
+        spawn("process", "writer", "--topic", "mic", "-p", f"path={path}", "--proxy", bus) as rec,
+        Listener(bus, "result/level") as lis,
+    ):
+        wait_node(bus, "level", role="processor")
+        wait_node(bus, "writer", role="processor")
+        with Publisher("mic", rate=rate, channels=1, proxy=bus) as mic:
+            for k in range(n):
+                assert mic.send(tone[160 * k : 160 * (k + 1)])
+            got = lis.collect(n, timeout=15)
+        for k, (h, _) in enumerate(got):
+            assert (h.processor, h.stream, h.index, h.frames) == ("level", "mic", 160 * k, 160)
+            assert h.data == {"rms_dbfs": [-9.03], "peak_dbfs": [-6.02]}
+        wait_until(lambda: processed(bus, "writer") == n, 10, "writer to take every block")
+        assert stop(rec, signal.SIGINT) == 0  # close() finishes the file
+    data, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    assert file_rate == rate and np.array_equal(data, tone)
