@@ -8,7 +8,9 @@ One processor, one process (or thread of yours)::
 The worker thread reads the socket itself while it has nothing to do: no
 hand-off between threads per block, which is what keeps latency close to a
 plain SUB socket (see PERF.md). Only while one call of the user function has
-been running longer than :data:`SLOW_CALL` does a helper thread take the socket
+been running longer than the audio it was given (and at least
+:data:`SLOW_CALL`), i.e. the function is falling behind live, does a helper
+thread (which looks every :data:`TICK` seconds) take the socket
 (under a lock: a ZeroMQ socket may move between threads with a memory barrier,
 never be used by two at once) and drain it into a bounded queue, so that the
 ``--on-overrun`` policy, not ZeroMQ's queues, decides what is lost, and every
@@ -44,7 +46,15 @@ from zaudio.errors import (
     ZaudioError,
 )
 from zaudio.importer import Loaded, default_name, load_processor
-from zaudio.protocol import AudioHeader, AudioStream, ResultStream, decode, subscription
+from zaudio.protocol import (
+    AudioHeader,
+    AudioStream,
+    ResultStream,
+    _is_name,
+    decode,
+    subscription,
+    validate_name,
+)
 from zaudio.security import Keys
 from zaudio.units import parse_block
 from zaudio.windows import Windower
@@ -53,8 +63,10 @@ __all__ = ["Connection", "Info", "Processor", "ProcessorFailed", "run_processor"
 
 log = logging.getLogger(__name__)
 
-#: A user call running longer than this (seconds) makes the helper drain the socket.
-SLOW_CALL = 0.025
+#: Seconds between the helper's looks at the worker.
+TICK = 0.02
+#: A call must run at least this long (and longer than its audio) to count as slow.
+SLOW_CALL = 0.005
 #: Seconds a blocking receive waits before the loop checks whether to stop.
 IDLE = 0.1
 #: Seconds between two logged failures of the user function (others are counted).
@@ -255,7 +267,9 @@ class Processor:
             raise ConfigError("--hop needs --window")
         if name is None:
             name = default_name(fn) if isinstance(fn, str) else getattr(fn, "__name__", None)
-        self.name = _valid(name or "processor", "processor")
+            if not isinstance(name, str) or not _is_name(name):
+                name = "processor"  # a lambda, a callable object
+        self.name = _valid(name, "processor")
         self.output = _valid(output or self.name, "output stream")
         self._explicit_output = output is not None
         self.topics = _topic_patterns(topics)
@@ -276,6 +290,7 @@ class Processor:
         self._queue: deque[tuple[AudioHeader, Any]] = deque()
         self._lock = threading.Lock()
         self._busy = 0.0  # perf_counter() when the running call started, 0.0 when idle
+        self._budget = SLOW_CALL  # seconds of audio the running call was given
         self._recv_track: dict[str, _Track] = {}
         self._seen: dict[str, _Track] = {}
         self._windows: dict[str, Windower] = {}
@@ -403,7 +418,7 @@ class Processor:
         finally:
             self._stop.set()
             if helper is not None:
-                helper.join(2 * SLOW_CALL + 1)
+                helper.join(2 * TICK + 1)
             self._close_user()
             if self.client is not None:
                 self.client.close()
@@ -495,9 +510,9 @@ class Processor:
         stop = self._stop
         lock = self._lock
         sock = self.conn.sock  # type: ignore[union-attr]
-        while not stop.wait(SLOW_CALL):
+        while not stop.wait(TICK):
             started = self._busy
-            if not started or time.perf_counter() - started < SLOW_CALL:
+            if not started or time.perf_counter() - started < self._budget:
                 continue
             with lock:
                 while self._busy == started and not stop.is_set():
@@ -515,11 +530,9 @@ class Processor:
                 frames = sock.recv_multipart(copy=False)
             except zmq.Again:
                 return None
-            item = self._accept(frames)
-            if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[operator]
-                # Behind: queue the backlog so the overrun policy bounds it.
-                self._drain_nowait()
-            return item
+            # A burst the function keeps up with stays in ZeroMQ's queue; only a
+            # call that falls behind makes the helper apply the overrun policy.
+            return self._accept(frames)
 
     # -- the loop ----------------------------------------------------------------
 
@@ -569,6 +582,8 @@ class Processor:
                     raise ProcessorFailed(
                         f"setup() of processor {self.name!r} failed: {exc!r}"
                     ) from exc
+        audio = info.frames / info.rate
+        self._budget = audio if audio > SLOW_CALL else SLOW_CALL
         started = self._busy = time.perf_counter()
         try:
             out = loaded.call(block, info) if loaded.takes_info else loaded.call(block)
@@ -579,7 +594,7 @@ class Processor:
         finally:
             self._busy = 0.0
         self._proc_total += time.perf_counter() - started
-        self._audio_total += info.frames / info.rate
+        self._audio_total += audio
         self.processed += 1
         if out is not None:
             self._publish(out, info)
@@ -696,8 +711,6 @@ def windows(
 
 
 def _valid(name: str, what: str) -> str:
-    from zaudio.protocol import validate_name
-
     try:
         return validate_name(name, what)
     except LocalProtocolError as exc:
