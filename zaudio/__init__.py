@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     )
     from zaudio.protocol import AudioHeader, ResultHeader, decode
     from zaudio.proxy import Proxy
+    from zaudio.recorder import Recorder
     from zaudio.runtime import Info, Processor, run_processor
     from zaudio.security import Keys, keygen
     from zaudio.subscribe import subscribe
@@ -50,6 +51,7 @@ __all__ = [
     "ProxyUnreachable",
     "Processor",
     "Publisher",
+    "Recorder",
     "RemoteProtocolError",
     "RequestRefused",
     "ResultHeader",
@@ -68,6 +70,7 @@ _LAZY = {
     "decode": "zaudio.protocol",
     "Proxy": "zaudio.proxy",
     "Publisher": "zaudio.bus",
+    "Recorder": "zaudio.recorder",
     "Info": "zaudio.runtime",
     "Processor": "zaudio.runtime",
     "run_processor": "zaudio.runtime",

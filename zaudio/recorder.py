@@ -1,0 +1,421 @@
+"""The recorder: one source becomes one audio stream on the bus, whatever the network does.
+
+::
+
+    source --put--> capture queue --> sender thread: pending buffer --> Outlet (XPUB) --> proxy
+    (its own thread       (bounded)     stamps seq/index/t, owns the
+     or PortAudio's)                    Outlet; NodeClient registers + heartbeats
+
+The source's thread only enqueues; it never waits on the network. The sender
+thread holds blocks until the bus is *ready* (the proxy's READY handshake and
+our registration), so a subscriber that was listening before we started gets
+``index`` 0; while the proxy is down or restarting it keeps up to ``buffer``
+seconds and drops the oldest beyond that, counted. ``index`` counts captured
+frames from 0, lost ones included, so a receiver sees every gap; ``t`` is
+``t0 + index / rate`` on the sample clock, in the proxy's time base.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import zmq
+
+from zaudio import clock
+from zaudio.bus import Outlet
+from zaudio.client import NodeClient
+from zaudio.errors import ConfigError, LocalProtocolError, ZaudioError
+from zaudio.protocol import AudioStream, validate_name
+from zaudio.security import Keys
+from zaudio.sources import DEFAULT_BLOCK, Block, Source, open_source
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger(__name__)
+
+_END = None  # capture-queue sentinel: the source is exhausted
+
+
+class Recorder:
+    """Capture a source and publish it as one audio stream.
+
+    Parameters
+    ----------
+    source : Source or str
+        A :class:`~zaudio.sources.Source`, or a ``--source`` spec (``"mic"``,
+        ``"sine:440"``, ``"file:a.wav"``, ``"-"`` ...) built with the format
+        options below.
+    stream : str
+        The stream name (topic ``audio/<stream>``); also the node's name.
+    proxy : str, optional
+        Control endpoint; ``ZAUDIO_PROXY`` or ``tcp://127.0.0.1:5555`` by default.
+    keys : Keys, optional
+        CurveZMQ client keys.
+    duration : float, optional
+        Seconds of audio to publish (exactly ``round(duration * rate)`` frames),
+        then finish. None: until the source ends or :meth:`stop`.
+    buffer : float
+        Seconds of audio kept while the bus is not ready; beyond it the oldest
+        blocks are dropped (counted), or, for a source that is not live
+        (``fast``), the source waits.
+    rate, channels, block, fast, loop
+        Format and pacing when ``source`` is a spec (see
+        :func:`~zaudio.sources.open_source`).
+    flush : float
+        Seconds :meth:`stop` waits for the bus to take what is still buffered.
+
+    Examples
+    --------
+    >>> with zaudio.Recorder("sine:440", stream="tone", duration=1.0) as rec:  # doctest: +SKIP
+    ...     rec.wait()
+    """
+
+    def __init__(
+        self,
+        source: Source | str = "mic",
+        *,
+        stream: str = "mic",
+        proxy: str | None = None,
+        keys: Keys | None = None,
+        duration: float | None = None,
+        buffer: float = 10.0,
+        rate: int | None = None,
+        channels: int | None = None,
+        block: str | int = DEFAULT_BLOCK,
+        fast: bool = False,
+        loop: bool = False,
+        flush: float = 2.0,
+        hwm: int = 1000,
+    ) -> None:
+        try:
+            validate_name(stream)
+        except LocalProtocolError as exc:
+            raise ConfigError(str(exc)) from None
+        if buffer <= 0:
+            raise ConfigError(f"invalid buffer {buffer!r}: must be more than 0 seconds")
+        if isinstance(source, str):
+            source = open_source(
+                source, rate=rate, channels=channels, block=block, fast=fast, loop=loop
+            )
+        self.source = source
+        self.stream = AudioStream(stream, source.rate, source.channels)
+        self.keys = keys
+        self.flush = flush
+        self.hwm = hwm
+        rate_ = source.rate
+        self.max_frames = None if duration is None else max(1, round(duration * rate_))
+        self.buffer_frames = max(source.block, math.ceil(buffer * rate_))
+        # The capture queue only has to absorb the sender's scheduling jitter.
+        self._queue: queue.Queue[tuple[int, int, Block] | None] = queue.Queue(
+            max(16, math.ceil(rate_ / source.block))
+        )
+        self._pending: deque[tuple[int, int, Block]] = deque()
+        self._pending_frames = 0
+        # producer side (source thread): frames and blocks captured so far
+        self._captured = 0
+        self._blocks = 0
+        self._t0: float | None = None
+        self.counters = {
+            "sent": 0,
+            "frames": 0,
+            "dropped": 0,
+            "dropped_frames": 0,
+            "queue_overflows": 0,
+        }
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self._stopping = threading.Event()
+        self._finish = threading.Event()
+        self._ended = False
+        self._started = False
+        self._stopped = False
+        self._sender: threading.Thread | None = None
+        self.client = NodeClient(
+            proxy,
+            role="recorder",
+            name=stream,
+            registration=self._registration,
+            stats=self.stats,
+            keys=keys,
+        )
+
+    # -- public ------------------------------------------------------------
+
+    @property
+    def rate(self) -> int:
+        return self.stream.rate
+
+    @property
+    def channels(self) -> int:
+        return self.stream.channels
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for heartbeats: ``sent``, ``dropped``, ``overflows``, ``queue`` ...
+
+        ``dropped`` counts every block lost on our side (buffer full while the
+        bus was away, capture queue full); ``overflows`` the input overflows the
+        device reported; ``queue`` the blocks waiting to be sent now.
+        """
+        return {
+            **self.counters,
+            "overflows": 0,
+            **self.source.stats(),
+            "queue": len(self._pending) + self._queue.qsize(),
+            "captured": self._captured,
+        }
+
+    def start(self) -> Recorder:
+        """Start the node client, the sender thread and the capture."""
+        if self._started:
+            return self
+        self._started = True
+        self.client.start()
+        self._sender = threading.Thread(target=self._send_loop, name="zaudio-sender", daemon=True)
+        self._sender.start()
+        try:
+            self.source.start(self)
+        except BaseException:
+            self.stop()
+            raise
+        log.info(
+            "recording %s as stream %r (%d Hz, %d ch, %d-frame blocks)",
+            self.source.description,
+            self.stream.name,
+            self.rate,
+            self.channels,
+            self.source.block,
+        )
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the recording is over (source ended, duration reached, or failed)."""
+        return self.done.wait(timeout)
+
+    def run(self, until: threading.Event | None = None) -> None:
+        """Start, record until done (or ``until`` is set), stop; raise what failed."""
+        self.start()
+        try:
+            while not self.done.wait(0.1):
+                if until is not None and until.is_set():
+                    break
+        finally:
+            self.stop()
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        """Raise the error that ended the recording, if any (as a ZaudioError)."""
+        error = self.error
+        if error is None:
+            return
+        if isinstance(error, ZaudioError):
+            raise error
+        raise ZaudioError(f"source {self.source.description} failed: {error}") from error
+
+    def stop(self) -> None:
+        """Stop capture, flush what is buffered (bounded by ``flush``), disconnect. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        try:
+            self.source.stop()
+        finally:
+            self._finish.set()
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(_END)  # wake the sender now
+            if self._sender is not None:
+                self._sender.join(self.flush + 5)
+            self.client.close()
+            self.done.set()
+        c = self.counters
+        log.info(
+            "stream %r: sent %d blocks (%d frames), dropped %d blocks (%d frames)",
+            self.stream.name,
+            c["sent"],
+            c["frames"],
+            c["dropped"],
+            c["dropped_frames"],
+        )
+
+    def __enter__(self) -> Recorder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- sink (the source's thread) ------------------------------------------
+
+    def put(self, block: Block, t: float | None) -> None:
+        """Take one captured block (called by the source, from its thread)."""
+        if self._ended:
+            return
+        n = len(block)
+        index = self._captured
+        if self.max_frames is not None and index + n >= self.max_frames:
+            block = block[: self.max_frames - index]
+            n = len(block)
+            self._ended = True
+        if self._t0 is None:
+            self._t0 = t if t is not None else clock.now() - n / self.rate
+        self._captured = index + n
+        seq = self._blocks
+        self._blocks = seq + 1
+        item = (seq, index, block)
+        if self.source.live:
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
+                self.counters["queue_overflows"] += 1
+                self.counters["dropped"] += 1
+                self.counters["dropped_frames"] += n
+        else:
+            while not self._stopping.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+        if self._ended:
+            self.end()
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The source is exhausted or failed: finish after sending what is buffered."""
+        self._ended = True
+        if error is not None and self.error is None:
+            self.error = error
+        try:
+            self._queue.put_nowait(_END)
+        except queue.Full:
+            pass  # the sender sees _ended once the queue drains
+        self.done.set()
+
+    # -- sender thread -------------------------------------------------------
+
+    def _registration(self) -> dict[str, Any]:
+        s = self.stream
+        return {"streams": [{"name": s.name, "rate": s.rate, "channels": s.channels}]}
+
+    def _ready(self, outlet: Outlet) -> bool:
+        endpoints = self.client.endpoints
+        if endpoints is not None and endpoints.pub != outlet.endpoint:
+            outlet.connect(endpoints.pub)
+        outlet.pump()
+        return outlet.ready and self.client.registered.is_set()
+
+    def _take(self, timeout: float) -> None:
+        """Move captured blocks into the pending buffer, waiting up to ``timeout`` for one."""
+        q = self._queue
+        live = self.source.live
+        try:
+            item = q.get(timeout=timeout) if timeout > 0 else q.get_nowait()
+            while True:
+                if item is not _END:
+                    self._hold(item, live)
+                if not live and self._pending_frames >= self.buffer_frames:
+                    return  # the source waits until the bus takes some
+                item = q.get_nowait()
+        except queue.Empty:
+            return
+
+    def _hold(self, item: tuple[int, int, Block], live: bool) -> None:
+        self._pending.append(item)
+        self._pending_frames += len(item[2])
+        if live:
+            while self._pending_frames > self.buffer_frames and len(self._pending) > 1:
+                _, _, old = self._pending.popleft()
+                self._pending_frames -= len(old)
+                self.counters["dropped"] += 1
+                self.counters["dropped_frames"] += len(old)
+
+    def _send_pending(self, outlet: Outlet) -> bool:
+        """Send what is pending; False if the proxy's queue is full (try again later)."""
+        pending, stream, c = self._pending, self.stream, self.counters
+        t0 = self._t0 if self._t0 is not None else clock.now()
+        rate = stream.rate
+        offset = self.client.offset
+        while pending:
+            seq, index, block = pending[0]
+            stream.seq = seq  # seq counts captured blocks: a dropped block leaves a gap
+            frames = stream.encode(block, t0 + offset + index / rate, index)
+            if not outlet.send(frames):
+                return False
+            pending.popleft()
+            n = len(block)
+            self._pending_frames -= n
+            c["sent"] += 1
+            c["frames"] += n
+        return True
+
+    def _send_loop(self) -> None:
+        outlet = Outlet(keys=self.keys, hwm=self.hwm)
+        was_ready = False
+        try:
+            while not self._finish.is_set():
+                if self.client.refused is not None:
+                    self._fail(self.client.refused)
+                    break
+                full = not self.source.live and self._pending_frames >= self.buffer_frames
+                if full:
+                    outlet.sock.poll(10)
+                else:
+                    self._take(0.02 if self._pending else 0.1)
+                ready = self._ready(outlet)
+                if ready != was_ready:
+                    self._log_ready(ready)
+                    was_ready = ready
+                if ready and self._pending and not self._send_pending(outlet):
+                    outlet.sock.poll(5, zmq.POLLOUT)
+            self._final_flush(outlet)
+        except Exception as exc:  # a bug or a socket failure: end the recording, say why
+            log.exception("recorder sender failed")
+            self._fail(exc)
+        finally:
+            outlet.close(1.0)
+
+    def _final_flush(self, outlet: Outlet) -> None:
+        deadline = time.monotonic() + self.flush
+        while True:
+            self._take(0)
+            if not self._pending or self.client.refused is not None:
+                break
+            if self._ready(outlet) and self._send_pending(outlet):
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            outlet.sock.poll(int(min(left, 0.02) * 1000) + 1)
+        if self._pending:
+            lost = len(self._pending)
+            self.counters["dropped"] += lost
+            self.counters["dropped_frames"] += self._pending_frames
+            log.warning(
+                "stream %r: %d buffered blocks not sent (the bus was not ready within %g s)",
+                self.stream.name,
+                lost,
+                self.flush,
+            )
+            self._pending.clear()
+            self._pending_frames = 0
+
+    def _log_ready(self, ready: bool) -> None:
+        if ready:
+            log.info("publishing stream %r via %s", self.stream.name, self.client.control)
+        else:
+            log.warning(
+                "bus not ready (proxy %s down?): buffering up to %g s of stream %r",
+                self.client.control,
+                self.buffer_frames / self.rate,
+                self.stream.name,
+            )
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self.done.set()
