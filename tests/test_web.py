@@ -21,7 +21,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.helpers import Listener, listing, proxy_process, wait_node, wait_until
+from tests.helpers import Listener, free_ports, listing, proxy_process, wait_node, wait_until
 from tests.web_helpers import chromium, page_state, web_process
 from zaudio.bus import Outlet, Publisher
 from zaudio.client import request
@@ -324,3 +324,15 @@ def test_bad_input_is_rejected_and_counted(bus: tuple[str, str]) -> None:
 
     wait_until(counted, 5, "the web node's heartbeat to count the rejections")
     assert web_stats(control)["errors"] >= 56
+
+
+async def _unavailable(ws_url: str) -> tuple[int, str]:
+    return await _refused(ws_url, json.dumps(HELLO))
+
+
+def test_capture_without_a_proxy_says_so() -> None:
+    dead = f"tcp://127.0.0.1:{free_ports(3)}"
+    with web_process(dead) as (url, _):
+        ws_url = url.replace("http://", "ws://") + "/ws/capture"
+        code, reason = asyncio.run(asyncio.wait_for(_unavailable(ws_url), 10))
+    assert code == 4503 and "no proxy" in reason

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import free_ports, spawn, wait_until
+from tests.helpers import free_ports, spawn, stop, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -37,6 +37,10 @@ def web_process(control: str, *extra: str) -> Iterator[tuple[str, subprocess.Pop
         wait_until(lambda: _answers(url + "/") or proc.poll() is not None, 15, "zaudio web")
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         yield url, proc
+        # a clean shutdown: exit 0, no traceback
+        code = stop(proc)
+        err = proc.stderr.read() if proc.stderr else ""
+        assert code == 0 and "Traceback" not in err, err
 
 
 @contextlib.contextmanager

@@ -136,14 +136,12 @@ class WebServer:
         """Counters for heartbeats: blocks sent/dropped, rejected messages by reason."""
         return {**self.counters, "rejected": dict(self.rejected)}
 
-    def reject(self, reason: str, detail: str, peer: Any, seen: set[str] | None = None) -> None:
-        """Count one rejected browser message; log the first of each reason per connection."""
-        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+    def reject(self, reason: str, detail: str, peer: Any) -> None:
+        """Count one rejected browser message; log the 1st, 10th, 100th... of each reason."""
+        n = self.rejected[reason] = self.rejected.get(reason, 0) + 1
         self.counters["errors"] += 1
-        if seen is None or reason not in seen:
-            log.warning("rejected %s from %s: %s", reason, peer, detail)
-            if seen is not None:
-                seen.add(reason)
+        if n == 10 ** (len(str(n)) - 1):
+            log.warning("rejected %s from %s: %s (%d so far)", reason, peer, detail, n)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -308,11 +306,14 @@ class WebServer:
         except RequestRefused as exc:
             await self._close(ws, CONFLICT, str(exc))
             return
+        if not (pub.outlet.ready and pub.client.registered.is_set()):
+            why = pub.client.error or "the bus is not ready"
+            await asyncio.to_thread(pub.close)
+            await self._close(ws, UNAVAILABLE, f"no proxy: {why}")
+            return
         self._captures.add(ws)
         self.counters["captures"] += 1
         try:
-            if not pub.outlet.ready:
-                log.warning("proxy %s not ready for %r: blocks count as dropped", self.proxy, peer)
             log.info(
                 "browser %s publishes %r at %d Hz x %d (src %s, browser clock %+.3f s)",
                 peer,
@@ -344,13 +345,12 @@ class WebServer:
         checker = FrameChecker(rate, channels)
         stream = pub.stream
         client = pub.client
-        seen: set[str] = set()
         drops = 0
         async for message in ws:
             try:
                 block = checker.check(message)
             except RemoteProtocolError as exc:
-                self.reject(exc.reason, str(exc), ws.remote_address, seen)
+                self.reject(exc.reason, str(exc), ws.remote_address)
                 if exc.reason in ("text", "size"):
                     await self._close(ws, BAD_REQUEST, str(exc))
                     return
