@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "proxy": ("zaudio.cli.proxy:proxy", "Run the forwarder and the control channel."),
     "ls": ("zaudio.cli.ls:ls", "List live nodes and streams with their counters."),
     "keygen": ("zaudio.cli.keygen:keygen", "Write CurveZMQ keypairs for --keys."),
+    "demo": ("zaudio.cli.demo:demo", "Run proxy, recorder and processors on a synthetic signal."),
     "record": ("zaudio.cli.record:record", "Publish an audio stream (device, signal, file)."),
     "devices": ("zaudio.cli.devices:devices", "List audio devices (what sounddevice sees)."),
     "web": ("zaudio.cli.web:web", "Serve the browser capture page and the live monitor."),
