@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 from zaudio.cli.options import client_keys, duration, keys_option, proxy_option, stop_on_signals
 
@@ -64,10 +66,10 @@ def record(
         loop=loop,
     )
     stop = stop_on_signals()
-    recorder.run(until=stop)
-    c = recorder.counters
-    click.echo(
-        f"zaudio record: stream {stream!r} sent {c['sent']} blocks ({c['frames']} frames), "
-        f"dropped {c['dropped']}",
-        err=True,
+    # A refused registration ends the command with its own one-line error:
+    # the node client's log line saying the same would be a second line.
+    client = recorder.client
+    logging.getLogger("zaudio.client").addFilter(
+        lambda record: client.refused is None or record.levelno < logging.ERROR
     )
+    recorder.run(until=stop)

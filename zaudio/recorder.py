@@ -70,6 +70,10 @@ class Recorder:
         :func:`~zaudio.sources.open_source`).
     flush : float
         Seconds :meth:`stop` waits for the bus to take what is still buffered.
+    register_wait : float
+        Seconds :meth:`start` waits for the registration before capturing, so
+        that a refusal (stream name taken) comes first; capture starts anyway
+        after it when the proxy does not answer.
 
     Examples
     --------
@@ -92,6 +96,7 @@ class Recorder:
         fast: bool = False,
         loop: bool = False,
         flush: float = 2.0,
+        register_wait: float = 0.5,
         hwm: int = 1000,
     ) -> None:
         try:
@@ -108,6 +113,7 @@ class Recorder:
         self.stream = AudioStream(stream, source.rate, source.channels)
         self.keys = keys
         self.flush = flush
+        self.register_wait = register_wait
         self.hwm = hwm
         rate_ = source.rate
         self.max_frames = None if duration is None else max(1, round(duration * rate_))
@@ -180,6 +186,7 @@ class Recorder:
         self._sender = threading.Thread(target=self._send_loop, name="zaudio-sender", daemon=True)
         self._sender.start()
         try:
+            self._await_registration()
             self.source.start(self)
         except BaseException:
             self.stop()
@@ -193,6 +200,18 @@ class Recorder:
             self.source.block,
         )
         return self
+
+    def _await_registration(self) -> None:
+        # A live proxy answers within milliseconds: learn a refusal (stream name
+        # taken) before capturing. A proxy that is not up does not delay capture
+        # beyond ``register_wait``: blocks are buffered until it comes.
+        client = self.client
+        deadline = time.monotonic() + self.register_wait
+        while not client.registered.wait(0.01):
+            if client.refused is not None:
+                raise client.refused
+            if client.error is not None or time.monotonic() > deadline:
+                return
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the recording is over (source ended, duration reached, or failed)."""
@@ -235,6 +254,8 @@ class Recorder:
             self.client.close()
             self.done.set()
         c = self.counters
+        if self._captured == 0:
+            return
         log.info(
             "stream %r: sent %d blocks (%d frames), dropped %d blocks (%d frames)",
             self.stream.name,
