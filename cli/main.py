@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devices": ("zaudio.cli.devices:devices", "List audio devices (what sounddevice sees)."),
     "web": ("zaudio.cli.web:web", "Serve the browser capture page and the live monitor."),
     "process": ("zaudio.cli.process:process", "Run a function or class on every block of streams."),
+    "bench": ("zaudio.cli.bench:bench", "Measure zaudio against plain pyzmq in the same run."),
 }
 
 

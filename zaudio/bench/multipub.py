@@ -1,0 +1,56 @@
+"""Many zaudio streams from one process: N :class:`zaudio.Publisher` objects, paced together.
+
+``python -m zaudio.bench.multipub --proxy EP --prefix fanin/z --streams N --count C``
+
+The fan-in bench uses it instead of N ``zaudio record`` processes: a hundred
+Python processes would measure the machine's two cores, not the bus. Each
+Publisher is a full node (its own registration, heartbeats, XPUB with the READY
+handshake); every 10 ms each sends one block stamped with its due time on the
+sample clock, in the proxy's time base, as a recorder does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from zaudio.bus import Publisher
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m zaudio.bench.multipub")
+    ap.add_argument("--proxy", required=True)
+    ap.add_argument("--prefix", required=True)
+    ap.add_argument("--streams", type=int, required=True)
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--frames", type=int, default=480)
+    ap.add_argument("--rate", type=int, default=48000)
+    args = ap.parse_args(argv)
+    pubs = [
+        Publisher(f"{args.prefix}{i}", rate=args.rate, channels=1, proxy=args.proxy, wait=10.0)
+        for i in range(args.streams)
+    ]
+    try:
+        for p in pubs:
+            p.start()
+        block = (np.sin(np.arange(args.frames)) * 0.5).astype("<f4").reshape(-1, 1)
+        period = args.frames / args.rate
+        start = time.monotonic()
+        wall0 = time.time()
+        for k in range(args.count):
+            delay = start + (k + 1) * period - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            for p in pubs:
+                p.send(block, wall0 + p.client.offset + k * period)
+        dropped = sum(p.counters["dropped"] for p in pubs)
+        print(f"sent {args.count} x {args.streams}, dropped {dropped}", flush=True)
+    finally:
+        for p in pubs:
+            p.close()
+
+
+if __name__ == "__main__":
+    main()

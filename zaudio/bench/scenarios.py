@@ -1,0 +1,294 @@
+"""The process-layout scenarios: latency and processor cost, capacity, fan-in, fan-out.
+
+Each runs zaudio's processes (``zaudio record`` / ``zaudio process`` through
+``zaudio proxy``) and the baseline's (:mod:`zaudio.bench.baseline`) in the same
+run, alternating which goes first in each round, and records one value per
+round for each; :class:`~zaudio.bench.figures.Figure` takes the median ratio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from zaudio.bench.figures import Figure
+from zaudio.bench.harness import Bench, Receiver, wait_delivered
+from zaudio.bench.probe import percentiles
+
+__all__ = ["Config", "capacity", "fan_in", "fan_out", "latency"]
+
+#: Blocks at the start of each stream left out of latency figures (connection warm-up).
+WARM = 5
+MS = 1e3
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+
+    @property
+    def latency_rounds(self) -> int:
+        return 2 if self.quick else 6
+
+    @property
+    def latency_seconds(self) -> float:
+        return 1.0 if self.quick else 3.0
+
+    @property
+    def capacity_step(self) -> float:
+        return 0.5 if self.quick else 1.0
+
+    @property
+    def capacity_rounds(self) -> int:
+        return 1 if self.quick else 2
+
+    @property
+    def capacity_bisect(self) -> int:
+        return 1 if self.quick else 3
+
+    @property
+    def fan_in_steps(self) -> list[int]:
+        return [8, 32] if self.quick else [16, 32, 64, 96, 128, 192, 256]
+
+    @property
+    def fan_in_seconds(self) -> float:
+        return 0.5 if self.quick else 2.0
+
+    @property
+    def fan_out_rounds(self) -> int:
+        return 1 if self.quick else 3
+
+    @property
+    def fan_out_seconds(self) -> float:
+        return 0.5 if self.quick else 2.0
+
+
+def _order(r: int) -> tuple[str, str]:
+    return ("z", "b") if r % 2 == 0 else ("b", "z")
+
+
+def _lat(stream: dict[str, Any]) -> list[float]:
+    return [x * MS for x in stream.get("lat", [])[WARM:]]
+
+
+def _complete(stream: dict[str, Any] | None, count: int) -> bool:
+    return stream is not None and stream.get("n") == count and stream.get("gaps") == 0
+
+
+def latency(bench: Bench, cfg: Config, say: Callable[[str], None]) -> list[Figure]:
+    """One recorder -> proxy -> one processor at 100 blocks/s; latency and CPU per block."""
+    p50 = Figure("latency_p50_ms", "latency p50", "ms", "lower", 1.2)
+    p99 = Figure("latency_p99_ms", "latency p99", "ms", "lower", 1.5)
+    cpu = Figure("cpu_per_block_us", "processor CPU per block", "us", "lower", 1.3)
+    count = round(100 * cfg.latency_seconds)
+    z = bench.processor("lat", "lat/")
+    b = bench.baseline_sub("blat", "lat/")
+    names: dict[str, list[str]] = {"z": [], "b": []}
+    cpus: dict[str, list[float | None]] = {"z": [], "b": []}
+    for r in range(cfg.latency_rounds):
+        for kind in _order(r):
+            stream = f"lat/{kind}{r}"
+            rcv = z if kind == "z" else b
+            pub = (
+                bench.record(stream, 100, count)
+                if kind == "z"
+                else bench.baseline_pub(stream, 100, count)
+            )
+            cpus[kind].append(wait_delivered([rcv], [stream], count, pub, 30 + count / 50))
+            pub.wait(15)
+            names[kind].append(stream)
+        say(f"  latency round {r + 1}/{cfg.latency_rounds}")
+    snaps = {"z": z.snapshot(), "b": b.snapshot()}
+    drops = {"z": 0, "b": 0}
+    for r in range(cfg.latency_rounds):
+        row: dict[str, dict[str, float | None]] = {}
+        for kind in "zb":
+            st = snaps[kind]["streams"].get(names[kind][r])
+            if not _complete(st, count):
+                drops[kind] += 1
+            row[kind] = percentiles(_lat(st or {}))
+        p50.add(row["z"]["p50"], row["b"]["p50"])
+        p99.add(row["z"]["p99"], row["b"]["p99"])
+        zc, bc = cpus["z"][r], cpus["b"][r]
+        cpu.add(None if zc is None else zc * 1e6, None if bc is None else bc * 1e6)
+    for f in (p50, p99):
+        f.extra["incomplete_runs"] = drops
+        f.notes.append(
+            "from the time the block's last frame was due on the sample clock to the "
+            "call in the processor (zaudio record --source sine:440 / a paced PUB)"
+        )
+    cpu.notes.append("CPU (all threads, /proc schedstat) of the receiving process per block")
+    bench.stop(z.proc)
+    bench.stop(b.proc)
+    return [p50, p99, cpu]
+
+
+def _passes(bench: Bench, rcv: Receiver, kind: str, rate: int, cfg: Config, tag: str) -> bool:
+    count = max(50, round(rate * cfg.capacity_step))
+    stream = f"cap/{tag}"
+    if kind == "z":
+        pub = bench.record(stream, rate, count)
+    else:
+        pub = bench.baseline_pub(stream, rate, count)
+    wait_delivered([rcv], [stream], count, pub, 20 + 2 * count / rate)
+    pub.wait(20)
+    st = rcv.counts()["streams"].get(stream)
+    if not _complete(st, count):
+        return False
+    assert st is not None
+    span = float(st["last"]) - float(st["first"])
+    return span <= 0 or (count - 1) / span >= 0.95 * rate
+
+
+def capacity(bench: Bench, cfg: Config, say: Callable[[str], None]) -> list[Figure]:
+    """The most blocks/s one proxy carries to one processor with every block delivered."""
+    fig = Figure("capacity_blocks_s", "capacity, 0 loss", "blocks/s", "higher", 0.85)
+    z = bench.processor("cap", "cap/")
+    b = bench.baseline_sub("bcap", "cap/")
+    serial = 0
+    for r in range(cfg.capacity_rounds):
+        # Doubling, then bisection; the two sides step together, alternating first.
+        lo = {"z": 0, "b": 0}
+        hi: dict[str, int | None] = {"z": None, "b": None}
+        rate = {"z": 4000, "b": 4000}
+        halvings = {"z": 0, "b": 0}
+        steps = 0
+        while any(rate.values()):
+            for kind in _order(r + steps):
+                if not rate[kind]:
+                    continue
+                serial += 1
+                rcv = z if kind == "z" else b
+                ok = _passes(bench, rcv, kind, rate[kind], cfg, f"{kind}{serial}")
+                say(f"  capacity {kind} {rate[kind]}/s {'ok' if ok else 'lost or late'}")
+                if ok:
+                    lo[kind] = rate[kind]
+                else:
+                    hi[kind] = rate[kind]
+                top = hi[kind]
+                if top is None:  # doubling until a rate fails
+                    rate[kind] = rate[kind] * 2 if rate[kind] < 256_000 else 0
+                elif lo[kind] == 0:  # even the start failed: halve
+                    rate[kind] = top // 2 if top >= 1000 else 0
+                elif halvings[kind] < cfg.capacity_bisect:
+                    halvings[kind] += 1
+                    rate[kind] = (lo[kind] + top) // 2
+                else:
+                    rate[kind] = 0
+            steps += 1
+        fig.add(lo["z"], lo["b"])
+    fig.notes.append(
+        "480-frame float32 blocks (1920 B) at rising rates: zaudio record --rate 480*R "
+        "--block 480 (paced on its sample clock); pass = every seq received and the "
+        "processor kept up (received at >= 95% of the rate)"
+    )
+    bench.stop(z.proc)
+    bench.stop(b.proc)
+    return [fig]
+
+
+def fan_in(bench: Bench, cfg: Config, say: Callable[[str], None]) -> list[Figure]:
+    """The most 100 Hz streams one receiver takes with 0 drops and p99 < 5 ms."""
+    fig = Figure(
+        "fan_in_streams", "fan-in streams (0 drops, p99 < 5 ms)", "streams", "higher", 0.75
+    )
+    z = bench.processor("fanin", "fi/")
+    b = bench.baseline_sub("bfanin", "fi/")
+    count = round(100 * cfg.fan_in_seconds)
+    best = {"z": 0, "b": 0}
+    failed = {"z": False, "b": False}
+    p99s: dict[str, dict[int, float | None]] = {"z": {}, "b": {}}
+    for i, n in enumerate(cfg.fan_in_steps):
+        for kind in _order(i):
+            if failed[kind]:
+                continue
+            prefix = f"fi/{kind}{n}-"
+            names = [f"{prefix}{s}" for s in range(n)]
+            rcv = z if kind == "z" else b
+            if kind == "z":
+                pub = bench.multipub(prefix, n, count)
+            else:
+                pub = bench.baseline_pub(prefix, 100, count, streams=n)
+            wait_delivered([rcv], names, count, pub, 60 + count / 20)
+            pub.wait(60)
+            snap = rcv.snapshot()["streams"]
+            lat: list[float] = []
+            ok = True
+            for name in names:
+                st = snap.get(name)
+                ok = ok and _complete(st, count)
+                lat.extend(_lat(st or {}))
+            p99 = percentiles(lat)["p99"]
+            p99s[kind][n] = p99
+            ok = ok and p99 is not None and p99 < 5.0
+            say(f"  fan-in {kind} {n} streams: p99 {p99} ms {'ok' if ok else 'FAIL'}")
+            if ok:
+                best[kind] = n
+            else:
+                failed[kind] = True
+    fig.add(best["z"], best["b"])
+    fig.extra["p99_ms"] = p99s
+    fig.notes.append(
+        "zaudio: one process with N zaudio.Publisher objects (each a registered node "
+        "with its own XPUB); baseline: one process with N XPUB sockets; steps "
+        + ", ".join(map(str, cfg.fan_in_steps))
+    )
+    bench.stop(z.proc)
+    bench.stop(b.proc)
+    return [fig]
+
+
+def fan_out(bench: Bench, cfg: Config, say: Callable[[str], None]) -> list[Figure]:
+    """1, 4, 16 receivers on one 100 Hz stream: drops and the last receiver's p99.
+
+    Sixteen receivers of each kind are started once; receiver ``i`` subscribes to
+    ``fo/n{N}/`` for every N > i, so a stream under ``fo/n4/`` reaches four.
+    """
+    sizes = (1, 4, 16)
+    count = round(100 * cfg.fan_out_seconds)
+
+    def topics(i: int) -> list[str]:
+        return [f"fo/n{n}/" for n in sizes if i < n]
+
+    zs = bench.processors([f"fo{i}" for i in range(max(sizes))], [topics(i) for i in range(16)])
+    bs = [bench.baseline_sub(f"bfo{i}", topics(i)) for i in range(max(sizes))]
+    figs = []
+    for n in sizes:
+        target = 1.5 if n > 1 else None
+        fig = Figure(
+            f"fan_out_{n}_p99_ms", f"fan-out {n}: last-receiver p99", "ms", "lower", target
+        )
+        lost = {"z": 0, "b": 0}
+        for r in range(cfg.fan_out_rounds):
+            got: dict[str, float | None] = {}
+            for kind in _order(r):
+                stream = f"fo/n{n}/{kind}{r}"
+                rcvs = (zs if kind == "z" else bs)[:n]
+                if kind == "z":
+                    pub = bench.record(stream, 100, count)
+                else:
+                    pub = bench.baseline_pub(stream, 100, count)
+                wait_delivered(rcvs, [stream], count, pub, 30 + count / 50)
+                pub.wait(15)
+                per = []
+                for rcv in rcvs:
+                    st = rcv.snapshot()["streams"].get(stream)
+                    if not _complete(st, count):
+                        lost[kind] += 1
+                    per.append((st or {}).get("lat", []))
+                m = min(len(x) for x in per)
+                last = [max(x[i] for x in per) * MS for i in range(WARM, m)]
+                got[kind] = percentiles(last)["p99"]
+            fig.add(got["z"], got["b"])
+            say(f"  fan-out {n} round {r + 1}: z {got['z']} b {got['b']} ms")
+        fig.extra["receivers_with_loss"] = lost
+        fig.extra["zaudio_lost_runs"] = lost["z"]
+        if lost["z"] or lost["b"]:
+            fig.notes.append(
+                f"receiver-runs with lost blocks: zaudio {lost['z']}, baseline {lost['b']}"
+            )
+        figs.append(fig)
+    for rcv in zs + bs:
+        bench.stop(rcv.proc)
+    return figs
