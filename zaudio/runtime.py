@@ -63,8 +63,9 @@ __all__ = ["Connection", "Info", "Processor", "ProcessorFailed", "run_processor"
 
 log = logging.getLogger(__name__)
 
-#: Seconds between the helper's looks at the worker.
+#: Seconds between the helper's looks at the worker: while calls run slow, and otherwise.
 TICK = 0.02
+TICK_IDLE = float(os.environ.get("ZAUDIO_TICK_IDLE", "0.1"))
 #: A call must run at least this long (and longer than its audio) to count as slow.
 SLOW_CALL = 0.005
 #: Seconds a blocking receive waits before the loop checks whether to stop.
@@ -310,11 +311,14 @@ class Processor:
         self.ignored = 0
         self.published = 0
         self.unsent = 0
-        self.lag: float | None = None
+        self._last_end = 0.0  # end time (t + duration) of the last block processed
+        self._last_done = 0.0  # perf_counter() when its call returned
         self._proc_total = 0.0
         self._audio_total = 0.0
         self.client: NodeClient | None = None
         self.conn: Connection | None = None
+        #: what ended a background run (:meth:`start`) with an error, if anything
+        self.error: BaseException | None = None
 
     # -- counters ------------------------------------------------------------
 
@@ -334,10 +338,17 @@ class Processor:
             "ignored": self.ignored,
             "published": self.published,
             "unsent": self.unsent,
-            "lag": self.lag,
+            "lag": self._lag(),
             "proc_time": self._proc_total / n if n else None,
             "rtf": self._proc_total / self._audio_total if self._audio_total else None,
         }
+
+    def _lag(self) -> float | None:
+        """Seconds behind live when the last call finished: its end time minus the block's."""
+        if self.client is None or not self.processed:
+            return None
+        finished = self.client.now() - (time.perf_counter() - self._last_done)
+        return finished - self._last_end
 
     def _registration(self) -> dict[str, Any]:
         topics = [p.decode() for p in self.conn.prefixes] if self.conn else []
@@ -355,7 +366,7 @@ class Processor:
         try:
             self.run()
         except Exception as exc:
-            self.error: BaseException | None = exc
+            self.error = exc
             log.error("processor %r stopped: %s", self.name, exc)
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -510,14 +521,91 @@ class Processor:
         stop = self._stop
         lock = self._lock
         sock = self.conn.sock  # type: ignore[union-attr]
-        while not stop.wait(TICK):
+        tick = TICK_IDLE
+        last_slow = -1.0
+        # Looking costs a thread wake-up; look often only while calls run slow.
+        while not stop.wait(tick):
             started = self._busy
-            if not started or time.perf_counter() - started < self._budget:
+            now = time.perf_counter()
+            if not started or now - started < self._budget:
+                if now - last_slow > 1.0:
+                    tick = TICK_IDLE
                 continue
+            tick, last_slow = TICK, now
             with lock:
                 while self._busy == started and not stop.is_set():
                     if sock.poll(2):
                         self._drain_nowait()
+
+    # -- the loop ----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        sock = self.conn.sock  # type: ignore[union-attr]
+        sock.rcvtimeo = int(IDLE * 1000)
+        if self.window is not None:
+            self._loop_windows()
+            return
+        # The hot path: every name is a local, nothing allocated but Info.
+        is_set = self._stop.is_set
+        lock = self._lock
+        q = self._queue
+        recv = sock.recv_multipart
+        again = zmq.Again
+        accept = self._accept
+        seen = self._seen
+        perf = time.perf_counter
+        call = self.loaded.call
+        takes_info = self.loaded.takes_info
+        item: tuple[AudioHeader, Any] | None
+        while not is_set():
+            with lock:
+                if q:
+                    item = q.popleft()
+                else:
+                    try:
+                        frames = recv(copy=False)
+                    except again:
+                        continue
+                    # A burst the function keeps up with stays in ZeroMQ's queue;
+                    # only a call that falls behind makes the helper apply the
+                    # overrun policy.
+                    item = accept(frames)
+            if item is None:
+                continue
+            h, block = item
+            gap = restart = False
+            track = seen.get(h.stream)
+            if track is None or track.src != h.src:
+                restart = track is not None
+                seen[h.stream] = _Track(h)
+            else:
+                gap = h.seq != track.seq or h.index != track.index
+                track.seq = h.seq + 1
+                track.index = h.index + h.frames
+            info = Info(
+                h.v, h.stream, h.src, h.seq, h.index, h.t, h.rate, h.channels, h.frames,
+                gap, restart,
+            )  # fmt: skip
+            if not self._set_up:
+                self._setup(info)
+            audio = h.frames / h.rate
+            self._budget = audio if audio > SLOW_CALL else SLOW_CALL
+            started = self._busy = perf()
+            try:
+                out = call(block, info) if takes_info else call(block)
+            except Exception as exc:
+                self._busy = 0.0
+                self._failed(exc, info)
+                continue
+            done = perf()
+            self._busy = 0.0
+            self._proc_total += done - started
+            self._audio_total += audio
+            self.processed += 1
+            self._last_end = h.t + audio
+            self._last_done = done
+            if out is not None:
+                self._publish(out, info)
 
     def _next(self) -> tuple[AudioHeader, Any] | None:
         """The next message: from the queue, else from the socket (blocking up to IDLE)."""
@@ -525,23 +613,15 @@ class Processor:
             q = self._queue
             if q:
                 return q.popleft()
-            sock = self.conn.sock  # type: ignore[union-attr]
             try:
-                frames = sock.recv_multipart(copy=False)
+                frames = self.conn.sock.recv_multipart(copy=False)  # type: ignore[union-attr]
             except zmq.Again:
                 return None
-            # A burst the function keeps up with stays in ZeroMQ's queue; only a
-            # call that falls behind makes the helper apply the overrun policy.
             return self._accept(frames)
 
-    # -- the loop ----------------------------------------------------------------
-
-    def _loop(self) -> None:
-        sock = self.conn.sock  # type: ignore[union-attr]
-        sock.rcvtimeo = int(IDLE * 1000)
+    def _loop_windows(self) -> None:
         stop = self._stop
         seen = self._seen
-        windowed = self.window is not None
         while not stop.is_set():
             item = self._next()
             if item is None:
@@ -549,39 +629,32 @@ class Processor:
             h, block = item
             gap = restart = False
             track = seen.get(h.stream)
-            if track is None:
-                seen[h.stream] = _Track(h)
-            elif track.src != h.src:
-                restart = True
+            if track is None or track.src != h.src:
+                restart = track is not None
                 seen[h.stream] = _Track(h)
             else:
                 gap = h.seq != track.seq or h.index != track.index
                 track.seq = h.seq + 1
                 track.index = h.index + h.frames
-            if windowed:
-                self._windowed(h, block, gap, restart)
-            else:
-                info = Info(
-                    h.v, h.stream, h.src, h.seq, h.index, h.t, h.rate, h.channels, h.frames,
-                    gap, restart,
-                )  # fmt: skip
-                self._call(block, info)
+            for data, info in windows(self._windows, h, block, gap, restart, self.window, self.hop):
+                self._call(data, info)
 
-    def _windowed(self, h: AudioHeader, block: Any, gap: bool, restart: bool) -> None:
-        for data, info in windows(self._windows, h, block, gap, restart, self.window, self.hop):
-            self._call(data, info)
+    def _setup(self, info: Info) -> None:
+        self._set_up = True
+        setup = self.loaded.setup
+        if setup is not None:
+            try:
+                setup(info)
+            except Exception as exc:
+                raise ProcessorFailed(
+                    f"setup() of processor {self.name!r} failed: {exc!r}"
+                ) from exc
 
     def _call(self, block: Any, info: Info) -> None:
+        """One call on a window (the plain path is inlined in :meth:`_loop`)."""
         loaded = self.loaded
         if not self._set_up:
-            self._set_up = True
-            if loaded.setup is not None:
-                try:
-                    loaded.setup(info)
-                except Exception as exc:
-                    raise ProcessorFailed(
-                        f"setup() of processor {self.name!r} failed: {exc!r}"
-                    ) from exc
+            self._setup(info)
         audio = info.frames / info.rate
         self._budget = audio if audio > SLOW_CALL else SLOW_CALL
         started = self._busy = time.perf_counter()
@@ -591,16 +664,15 @@ class Processor:
             self._busy = 0.0
             self._failed(exc, info)
             return
-        finally:
-            self._busy = 0.0
-        self._proc_total += time.perf_counter() - started
+        done = time.perf_counter()
+        self._busy = 0.0
+        self._proc_total += done - started
         self._audio_total += audio
         self.processed += 1
+        self._last_end = info.t + audio
+        self._last_done = done
         if out is not None:
             self._publish(out, info)
-        client = self.client
-        if client is not None:
-            self.lag = client.now() - (info.t + info.frames / info.rate)
 
     def _failed(self, exc: Exception, info: Info) -> None:
         self.failed += 1
