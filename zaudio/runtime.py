@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds between the helper's looks at the worker: while calls run slow, and otherwise.
 TICK = 0.02
-TICK_IDLE = float(os.environ.get("ZAUDIO_TICK_IDLE", "0.1"))
+TICK_IDLE = 0.1
 #: A call must run at least this long (and longer than its audio) to count as slow.
 SLOW_CALL = 0.005
 #: Seconds a blocking receive waits before the loop checks whether to stop.
