@@ -22,6 +22,9 @@ from zaudio.bench.probe import cpu_seconds
 from zaudio.client import request
 
 PY = sys.executable
+#: The recorder's source: white noise is the cheapest synthetic signal to make
+#: (about 4 us per 480-frame block here; a sine costs 10 us, see docs/benchmarks.md).
+SOURCE = "noise"
 
 
 def free_port_range(n: int) -> int:
@@ -267,7 +270,7 @@ class Bench:
                 "-q",
                 "record",
                 "--source",
-                "sine:440",
+                SOURCE,
                 "--stream",
                 stream,
                 "--rate",
@@ -327,7 +330,7 @@ def wait_delivered(
     count: int,
     publisher: subprocess.Popen[bytes],
     timeout: float,
-    settle: float = 0.5,
+    settle: float = 1.5,
 ) -> float | None:
     """Wait until every receiver has ``count`` blocks of every stream, or nothing moves.
 

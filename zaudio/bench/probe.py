@@ -106,7 +106,7 @@ class Probe:
             for name, s in list(self.streams.items())
         }
         total = self.total
-        cpu = cpu_seconds(os.getpid())
+        cpu = time.process_time()
         return {"pid": os.getpid(), "total": total, "cpu": cpu, "streams": streams, "final": False}
 
     def summary(self) -> dict[str, Any]:
