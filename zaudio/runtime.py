@@ -292,7 +292,8 @@ class Processor:
         self._lock = threading.Lock()
         self._busy = 0.0  # perf_counter() when the running call started, 0.0 when idle
         self._budget = SLOW_CALL  # seconds of audio the running call was given
-        self._recv_track: dict[str, _Track] = {}
+        # per stream: (messages, frames) our queue dropped since the last delivery
+        self._own_drops: dict[str, tuple[int, int]] = {}
         self._seen: dict[str, _Track] = {}
         self._windows: dict[str, Windower] = {}
         self._outputs: list[str] = [self.output]
@@ -469,7 +470,7 @@ class Processor:
     # -- receiving ---------------------------------------------------------------
 
     def _accept(self, frames: list[zmq.Frame]) -> tuple[AudioHeader, Any] | None:
-        """Decode and gap-check one message; None if it is dropped (malformed, not audio)."""
+        """Decode one message; None if it is dropped (malformed, or not audio)."""
         try:
             h, block = decode(frames)
         except RemoteProtocolError as exc:
@@ -481,28 +482,29 @@ class Processor:
             self.ignored += 1
             return None
         self.received += 1
-        track = self._recv_track.get(h.stream)
-        if track is None or track.src != h.src:
-            self._recv_track[h.stream] = _Track(h)
-        else:
-            if h.seq != track.seq or h.index != track.index:
-                missing = h.seq - track.seq
-                self.gaps += missing if missing > 0 else 1
-                lost = h.index - track.index
-                if lost > 0:
-                    self.lost_frames += lost
-            track.seq = h.seq + 1
-            track.index = h.index + h.frames
         return h, block
 
     def _enqueue(self, item: tuple[AudioHeader, Any]) -> None:
         q = self._queue
         if len(q) >= self.capacity:
             self.dropped += 1
-            if self.on_overrun == "drop-newest":
+            gone = item if self.on_overrun == "drop-newest" else q.popleft()
+            # remembered so that the gap it leaves is not counted as upstream loss
+            h = gone[0]
+            msgs, frames = self._own_drops.get(h.stream, (0, 0))
+            self._own_drops[h.stream] = (msgs + 1, frames + h.frames)
+            if gone is item:
                 return
-            q.popleft()
         q.append(item)
+
+    def _discontinuity(self, h: AudioHeader, track: _Track) -> None:
+        """Count the blocks and frames lost upstream before ``h`` (not by our own queue)."""
+        own_msgs, own_frames = self._own_drops.pop(h.stream, (0, 0))
+        missing = h.seq - track.seq - own_msgs
+        lost = h.index - track.index - own_frames
+        if missing > 0 or lost > 0:
+            self.gaps += missing if missing > 0 else 1
+            self.lost_frames += lost if lost > 0 else 0
 
     def _drain_nowait(self) -> None:
         """Move every message waiting in the socket into the queue (lock held)."""
@@ -578,8 +580,11 @@ class Processor:
             if track is None or track.src != h.src:
                 restart = track is not None
                 seen[h.stream] = _Track(h)
+                self._own_drops.pop(h.stream, None)
             else:
-                gap = h.seq != track.seq or h.index != track.index
+                if h.seq != track.seq or h.index != track.index:
+                    gap = True
+                    self._discontinuity(h, track)
                 track.seq = h.seq + 1
                 track.index = h.index + h.frames
             info = Info(
@@ -632,8 +637,11 @@ class Processor:
             if track is None or track.src != h.src:
                 restart = track is not None
                 seen[h.stream] = _Track(h)
+                self._own_drops.pop(h.stream, None)
             else:
-                gap = h.seq != track.seq or h.index != track.index
+                if h.seq != track.seq or h.index != track.index:
+                    gap = True
+                    self._discontinuity(h, track)
                 track.seq = h.seq + 1
                 track.index = h.index + h.frames
             for data, info in windows(self._windows, h, block, gap, restart, self.window, self.hop):
