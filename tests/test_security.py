@@ -129,7 +129,9 @@ def test_authorised_client_registers_publishes_and_receives(secure: str, good: K
 @pytest.mark.parametrize("who", ["rogue", "plaintext"])
 def test_unauthorised_peer_cannot_register(secure: str, good: Keys, rogue: Keys, who: str) -> None:
     keys = rogue if who == "rogue" else None
-    client = NodeClient(secure, role="recorder", name=f"intruder-{who}", keys=keys).start()
+    client = NodeClient(
+        secure, role="recorder", name=f"intruder-{who}", keys=keys, timeout=0.4
+    ).start()
     try:
         with pytest.raises(ProxyUnreachable):
             request(secure, {"op": "time"}, timeout=REFUSED_WAIT, keys=keys)
