@@ -207,3 +207,15 @@ def test_class_lifecycle_with_params(bus: str, tmp_path: Path) -> None:
         "setup mic seq=0 calls=0",
         f"close calls={n}",
     ]
+
+
+def test_parameter_that_does_not_fit_the_stream_is_bad_usage(bus: str) -> None:
+    """logmel's fmax above Nyquist is only known at setup(info): still exit 2, one line."""
+    with spawn("process", "logmel", "-p", "fmax=20000", "--topic", "lo", "--proxy", bus) as proc:
+        wait_node(bus, "logmel", role="processor")
+        with Publisher("lo", rate=RATE, channels=1, proxy=bus) as pub:
+            assert pub.send(np.zeros((16, 1), np.float32))
+            assert proc.wait(15) == 2
+        err = proc.stderr.read() if proc.stderr else ""
+    assert err.strip().splitlines()[-1].startswith("Error: invalid -p fmax=20000")
+    assert "Traceback" not in err

@@ -653,6 +653,8 @@ class Processor:
         if setup is not None:
             try:
                 setup(info)
+            except ConfigError:
+                raise  # a parameter that does not fit this stream: one line, exit 2
             except Exception as exc:
                 raise ProcessorFailed(
                     f"setup() of processor {self.name!r} failed: {exc!r}"
