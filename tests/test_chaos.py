@@ -282,3 +282,6 @@ def test_recorder_restart_is_a_new_src_not_a_gap(bus: tuple[str, int]) -> None:
         spans = [r["index"] for r in win if r["src"] == src]
         assert spans == [BLOCK * k for k in range(count - 2)]
     assert all(r["frames"] == 3 * BLOCK for r in win)
+    # the restart is reported on the first window of the new run, though the block
+    # that revealed it was too short to complete a window
+    assert [r["restart"] for r in win] == [r is win[sent[0] - 2] for r in win]

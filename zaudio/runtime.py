@@ -775,7 +775,11 @@ def windows(
     window: Any,
     hop: Any,
 ) -> Iterator[tuple[Any, Info]]:
-    """Feed one block to its stream's :class:`Windower`; yield ``(window, info)``."""
+    """Feed one block to its stream's :class:`Windower`; yield ``(window, info)``.
+
+    A gap or restart is reported on the next window that is emitted, even when
+    the block that revealed it was too short to complete one.
+    """
     w = windowers.get(h.stream)
     if w is None or w.channels != h.channels or restart:
         w = windowers[h.stream] = Windower(
@@ -783,12 +787,14 @@ def windows(
         )
     elif gap:
         w.reset()
+    gap = w.gap = w.gap or gap
+    restart = w.restart = w.restart or restart
     for data, index, seq, t in w.push(block, h.index, h.seq, h.t, h.rate):
         info = Info(
             h.v, h.stream, h.src, seq, index, t, h.rate, h.channels, data.shape[0],
             gap, restart,
         )  # fmt: skip
-        gap = restart = False
+        gap = restart = w.gap = w.restart = False
         yield data, info
 
 

@@ -36,7 +36,18 @@ class Windower:
         Channel count of the stream.
     """
 
-    __slots__ = ("_blocks", "_buf", "_fill", "_skip", "_start", "channels", "hop", "window")
+    __slots__ = (
+        "_blocks",
+        "_buf",
+        "_fill",
+        "_skip",
+        "_start",
+        "channels",
+        "gap",
+        "hop",
+        "restart",
+        "window",
+    )
 
     def __init__(self, window: int, hop: int, channels: int) -> None:
         if window < 1 or hop < 1:
@@ -44,6 +55,9 @@ class Windower:
         self.window = window
         self.hop = hop
         self.channels = channels
+        #: a gap / restart seen but not yet reported on an emitted window
+        self.gap = False
+        self.restart = False
         self._buf: npt.NDArray[np.float32] = np.empty((2 * window, channels), np.float32)
         self._fill = 0
         self._skip = 0
