@@ -100,6 +100,10 @@ class Outlet:
                 if topic == READY:
                     self.ready = False
 
+    def wants(self, topic: bytes) -> bool:
+        """True if some subscriber of the proxy would receive ``topic``."""
+        return any(topic.startswith(s) for s in self.subscriptions if s != READY)
+
     def wait_for(self, topic: bytes, timeout: float) -> bool:
         """Wait until the proxy forwards a subscription to ``topic`` (or READY)."""
         deadline = time.monotonic() + timeout

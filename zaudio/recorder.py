@@ -41,6 +41,13 @@ __all__ = ["Recorder"]
 log = logging.getLogger(__name__)
 
 _END = None  # capture-queue sentinel: the source is exhausted
+#: Seconds a reconnected recorder waits for its former subscribers to come back
+#: before it sends what it buffered while the proxy was away.
+RESUBSCRIBE_WAIT = 1.0
+#: Seconds a reconnected recorder holds its buffer even once a subscriber is back,
+#: so that every subscriber (not just the first) has reconnected: 3x ZeroMQ's
+#: reconnect interval.
+RECONNECT_GRACE = 0.3
 
 
 class Recorder:
@@ -124,6 +131,10 @@ class Recorder:
         )
         self._pending: deque[tuple[int, int, Block]] = deque()
         self._pending_frames = 0
+        # the Outlet connection count when a subscriber last wanted our stream
+        self._audience = 0
+        self._hold_until: float | None = None
+        self._grace_until = 0.0
         # producer side (source thread): frames and blocks captured so far
         self._captured = 0
         self._blocks = 0
@@ -328,7 +339,25 @@ class Recorder:
         if endpoints is not None and endpoints.pub != outlet.endpoint:
             outlet.connect(endpoints.pub)
         outlet.pump()
-        return outlet.ready and self.client.registered.is_set()
+        if not (outlet.ready and self.client.registered.is_set()):
+            return False
+        wants = outlet.wants(self.stream.topic)
+        if self._audience and outlet.connections != self._audience:
+            # Reconnected (the proxy restarted) after we had subscribers. They
+            # reconnect within ZeroMQ's reconnect interval (0.1 s): hold what we
+            # buffered during the outage for RECONNECT_GRACE, and up to
+            # RESUBSCRIBE_WAIT until one is back, rather than flush it into nothing.
+            now = time.monotonic()
+            if self._hold_until is None:
+                self._hold_until = now + RESUBSCRIBE_WAIT
+                self._grace_until = now + RECONNECT_GRACE
+            if now < self._hold_until and (not wants or now < self._grace_until):
+                return False
+            self._hold_until = None
+            self._audience = 0
+        if wants:
+            self._audience = outlet.connections
+        return True
 
     def _take(self, timeout: float) -> None:
         """Move captured blocks into the pending buffer, waiting up to ``timeout`` for one."""
