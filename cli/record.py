@@ -21,7 +21,14 @@ from zaudio.cli.options import client_keys, duration, keys_option, proxy_option,
 @click.option("--rate", type=int, default=None, help="Sample rate in Hz [48000; a file's own].")
 @click.option("--channels", type=int, default=None, help="Channel count [1; a file's own].")
 @click.option("--block", default="10ms", show_default=True, help="Block size: 10ms or frames.")
-@click.option("--duration", "duration_", default=None, metavar="D", help="Stop after D (1.5s).")
+@click.option(
+    "--duration",
+    "duration_",
+    default=None,
+    metavar="D",
+    envvar="ZAUDIO_RECORD_DURATION",
+    help="Stop after D (1.5s).",
+)
 @click.option(
     "--buffer",
     default="10s",

@@ -195,6 +195,10 @@ BAD = {
             }
         ).encode()
     ],
+    "register huge name": [json.dumps({**REC, "op": "register", "name": "x" * 300_000}).encode()],
+    "register many topics": [
+        json.dumps({**REC, "op": "register", "topics": ["a"] * 1000}).encode()
+    ],
     "heartbeat no id": [b'{"op": "heartbeat"}'],
     "heartbeat id int": [b'{"op": "heartbeat", "id": 5}'],
     "heartbeat unknown id": [b'{"op": "heartbeat", "id": "nope"}'],

@@ -18,6 +18,10 @@ from zaudio.protocol import validate_name
 __all__ = ["Node", "Registry", "RequestError"]
 
 MISSES = 3  # heartbeats a node may miss before it is dropped
+# Bounds on what one peer can make the proxy hold (requests are capped at 1 MiB).
+MAX_NODES = 4096
+MAX_TEXT = 256  # role, name, host
+MAX_ITEMS = 256  # streams, topics, outputs per node
 
 
 class RequestError(Exception):
@@ -79,12 +83,16 @@ def _names(req: dict[str, Any], key: str) -> list[str]:
     values = req.get(key, [])
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise RequestError(f"field {key!r} must be a list of strings")
+    if len(values) > MAX_ITEMS or any(len(v) > 2 * MAX_TEXT for v in values):
+        raise RequestError(f"field {key!r} is too long: at most {MAX_ITEMS} short strings")
     return list(values)
 
 
 def _streams(value: object) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise RequestError("field 'streams' must be a list of {name, rate, channels}")
+    if len(value) > MAX_ITEMS:
+        raise RequestError(f"field 'streams' lists more than {MAX_ITEMS} streams")
     streams = []
     for item in value:
         if not isinstance(item, dict):
@@ -137,6 +145,13 @@ class Registry:
         pid = _get(req, "pid", int, "the node's process id, an integer")
         if not role or not name:
             raise RequestError("fields 'role' and 'name' must not be empty")
+        for key, text in (("role", role), ("name", name), ("host", host)):
+            if len(text) > MAX_TEXT:
+                raise RequestError(f"field {key!r} is longer than {MAX_TEXT} characters")
+        if len(self.nodes) >= MAX_NODES:
+            raise RequestError(
+                f"the proxy already has {MAX_NODES} live nodes; stop some first", "full"
+            )
         streams = _streams(req.get("streams", []))
         topics = _names(req, "topics")
         outputs = _names(req, "outputs")
