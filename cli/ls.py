@@ -21,6 +21,24 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _topic(topic: str) -> str:
+    """``audio/mic\\0`` -> ``mic``; ``audio/lab-a/`` -> ``lab-a/*``; ``audio/`` -> ``*``."""
+    kind, _, rest = topic.partition("/")
+    exact = rest.endswith("\x00")
+    rest = rest.rstrip("\x00")
+    name = rest if exact else rest + "*"
+    return name if kind == "audio" else f"{kind}/{name}"
+
+
+def _what(node: dict[str, Any]) -> str:
+    """What a node publishes (streams) or reads (topics -> announced outputs)."""
+    published = [s.get("name", "?") for s in node.get("streams", [])]
+    topics = [_topic(t) for t in node.get("topics", [])]
+    if topics:
+        return ",".join(topics) + (" -> " + ",".join(published) if published else "")
+    return ",".join(published) or "-"
+
+
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
@@ -53,12 +71,7 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
         ]
         for n in sorted(nodes, key=lambda n: (str(n.get("role")), str(n.get("name")))):
             stats = n.get("stats") or {}
-            names = [s.get("name", "?") for s in n.get("streams", [])] + list(n.get("outputs", []))
-            what = (
-                ",".join(names)
-                if names
-                else ",".join(t.replace("\x00", "") for t in n.get("topics", []))
-            )
+            what = _what(n)
             up = now - n["since"] if isinstance(n.get("since"), int | float) else None
             rows.append(
                 [

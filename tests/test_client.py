@@ -194,3 +194,16 @@ def test_version_and_module_entry() -> None:
     r = run("--version")
     assert r.returncode == 0 and __version__ in r.stdout
     assert run("--help").stdout.count("proxy") >= 1
+
+
+def test_ls_shows_what_processors_read_and_publish() -> None:
+    from zaudio.cli.ls import render
+
+    node = {
+        "role": "processor", "name": "p", "id": "x", "host": "h", "pid": 1, "since": 0,
+        "topics": ["audio/mic\x00", "audio/lab-a/", "audio/", "result/vad\x00"],
+        "streams": [{"name": "clean", "rate": 8000, "channels": 1}],
+        "stats": {"received": 3},
+    }  # fmt: skip
+    row = render({"nodes": [node], "streams": []}, now=5).splitlines()[1]
+    assert "mic,lab-a/*,*,result/vad -> clean" in row
