@@ -94,6 +94,7 @@ def _enc_hook(obj: Any) -> Any:
     raise NotImplementedError(f"cannot encode {type(obj).__name__} as JSON")
 
 
+_F32: Final = np.dtype("<f4")
 _decoder: Final = msgspec.json.Decoder(Header)
 _encoder: Final = msgspec.json.Encoder(enc_hook=_enc_hook)
 
@@ -233,8 +234,11 @@ def decode(
                 f"{header.frames} x {header.channels} x 4",
                 "payload",
             )
-        block = np.frombuffer(payload, dtype="<f4").reshape(header.frames, header.channels)
-        block.flags.writeable = False
+        # A read-only view makes a read-only array: cheaper than setting its flags
+        # (this runs once per block, often on a cold cache; see docs/benchmarks.md).
+        if not payload.readonly:
+            payload = payload.toreadonly()
+        block = np.frombuffer(payload, dtype=_F32).reshape(header.frames, header.channels)
         return header, block
     assert type(header) is ResultHeader  # the decoder yields one of the two
     if kind is not RESULT or header.processor != name:
