@@ -126,6 +126,21 @@ def sub(args: argparse.Namespace) -> None:
     print("ready", flush=True)
     unpack = HEADER.unpack_from
     names: dict[bytes, str] = {}
+    if args.zaudio:
+        # Diagnostic: a plain SUB loop decoding zaudio's messages (zaudio.protocol).
+        from zaudio.protocol import decode
+
+        while not stop.is_set():
+            try:
+                frames = sock.recv_multipart(copy=False)
+            except zmq.Again:
+                continue
+            h, blk = decode(frames)
+            probe(blk, h)
+        probe.close()
+        sock.close(0)
+        ctx.term()
+        return
     while not stop.is_set():
         try:
             topic, header, payload = sock.recv_multipart(copy=False)
@@ -193,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--rate", type=int, default=48000)
     p.add_argument("--channels", type=int, default=1)
+    p.add_argument("--zaudio", action="store_true", help="decode zaudio messages (diagnostic)")
     p.set_defaults(fn=sub)
     p = roles.add_parser("pub")
     p.add_argument("--connect", required=True, help="the proxy's XSUB endpoint")

@@ -306,7 +306,10 @@ class Bench:
             ]
         )
 
-    def multipub(self, prefix: str, streams: int, count: int) -> subprocess.Popen[bytes]:
+    def multipub(
+        self, prefix: str, streams: int, count: int, blocks: float = 100.0
+    ) -> subprocess.Popen[bytes]:
+        """Streams ``prefix0`` ... from one process of zaudio.Publisher objects."""
         return self.spawn(
             [
                 PY,
@@ -320,6 +323,8 @@ class Bench:
                 str(streams),
                 "--count",
                 str(count),
+                "--blocks",
+                str(blocks),
             ]
         )
 

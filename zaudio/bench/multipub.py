@@ -6,7 +6,8 @@ The fan-in bench uses it instead of N ``zaudio record`` processes: a hundred
 Python processes would measure the machine's two cores, not the bus. Each
 Publisher is a full node (its own registration, heartbeats, XPUB with the READY
 handshake); every 10 ms each sends one block stamped with its due time on the
-sample clock, in the proxy's time base, as a recorder does.
+sample clock, in the proxy's time base, as a recorder does. With ``--streams 1``
+it is the one-thread Publisher variant of the latency and capacity scenarios.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--frames", type=int, default=480)
     ap.add_argument("--rate", type=int, default=48000)
+    ap.add_argument("--blocks", type=float, default=None, help="blocks/s (default rate/frames)")
     args = ap.parse_args(argv)
     pubs = [
         Publisher(f"{args.prefix}{i}", rate=args.rate, channels=1, proxy=args.proxy, wait=10.0)
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         for p in pubs:
             p.start()
         block = (np.sin(np.arange(args.frames)) * 0.5).astype("<f4").reshape(-1, 1)
-        period = args.frames / args.rate
+        period = 1.0 / args.blocks if args.blocks else args.frames / args.rate
         start = time.monotonic()
         wall0 = time.time()
         for k in range(args.count):
