@@ -50,11 +50,18 @@ def free_port_range(n: int) -> int:
     raise RuntimeError("no free port range on 127.0.0.1")
 
 
-def _env() -> dict[str, str]:
+def _env(pycache: Path) -> dict[str, str]:
+    """The environment of every process the bench starts.
+
+    Python's default bytecode caching, in a private cache directory: a machine
+    with ``PYTHONDONTWRITEBYTECODE=1`` would otherwise recompile every module
+    without a ``.pyc`` (all of an editable install) at each start.
+    """
     env = dict(os.environ)
-    for key in ("ZAUDIO_PROXY", "ZAUDIO_KEYS", "ZAUDIO_CLOCK_SKEW"):
+    for key in ("ZAUDIO_PROXY", "ZAUDIO_KEYS", "ZAUDIO_CLOCK_SKEW", "PYTHONDONTWRITEBYTECODE"):
         env.pop(key, None)
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
     return env
 
 
@@ -95,6 +102,7 @@ class Bench:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: dict[int, Path] = {}
         self.serial = 0
+        self.env = _env(self.dir / "pycache")
         self.zport = free_port_range(3)
         self.control = f"tcp://127.0.0.1:{self.zport}"
         self.zpub = f"tcp://127.0.0.1:{self.zport + 1}"
@@ -132,7 +140,7 @@ class Bench:
         path = self.dir / f"p{self.serial}.err"
         with open(path, "wb") as log:
             proc = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=log, env=_env(), cwd=str(self.dir)
+                argv, stdout=subprocess.PIPE, stderr=log, env=self.env, cwd=str(self.dir)
             )
         self.procs.append(proc)
         self.logs[proc.pid] = path
