@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import Any
+from typing import Any, Final
 
 import numpy.typing as npt
 import zmq
@@ -31,6 +31,12 @@ __all__ = ["Inlet", "Outlet", "Publisher", "confirm_subscriptions"]
 log = logging.getLogger(__name__)
 
 _ECHO = b"\xff\xfezaudio/echo/"
+_NOBLOCK: Final = int(zmq.NOBLOCK)
+_MORE: Final = int(zmq.NOBLOCK | zmq.SNDMORE)
+_EVENTS: Final = int(zmq.EVENTS)
+_POLLIN: Final = int(zmq.POLLIN)
+#: Parts at least this big are sent without a copy (pyzmq copies smaller ones anyway).
+_ZERO_COPY: Final = 65536
 
 
 def _keepalive(sock: zmq.Socket[Any]) -> None:
@@ -82,7 +88,7 @@ class Outlet:
     def pump(self) -> None:
         """Read the subscription changes the proxy forwarded (never blocks)."""
         sock = self.sock
-        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        while int(sock.get(_EVENTS)) & _POLLIN:
             try:
                 msg = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -122,10 +128,20 @@ class Outlet:
 
     def send(self, frames: list[Any]) -> bool:
         """Send one message without blocking; False if it could not be queued."""
+        # send_multipart's enum flag arithmetic and a zmq.Frame per part cost more
+        # than the copy pyzmq makes of any part under 64 KiB anyway: plain int
+        # flags, and zero-copy only for big parts (see docs/benchmarks.md).
+        sock = self.sock
+        last = len(frames) - 1
         try:
-            self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            for i, part in enumerate(frames):
+                sock.send(
+                    part,
+                    _MORE if i < last else _NOBLOCK,
+                    copy=getattr(part, "nbytes", 0) < _ZERO_COPY,
+                )
         except zmq.Again:
-            return False
+            return False  # only the first part can be refused (messages are atomic)
         return True
 
     def close(self, linger: float = 1.0) -> None:
