@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,33 +20,11 @@ import numpy as np
 
 from zaudio.bus import Inlet, Outlet, confirm_subscriptions
 from zaudio.client import request
+from zaudio.endpoints import free_ports
 from zaudio.protocol import AudioHeader, ResultHeader, decode, subscription
 
 ROOT = Path(__file__).resolve().parent.parent
 ZAUDIO = [sys.executable, "-m", "zaudio"]
-
-
-def free_ports(n: int = 3) -> int:
-    """First of ``n`` consecutive free TCP ports on 127.0.0.1."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 def env(**extra: str) -> dict[str, str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import numpy as np
 
 from zaudio.bus import Inlet, Outlet, confirm_subscriptions
 from zaudio.client import request
+from zaudio.endpoints import free_ports
 from zaudio.errors import RemoteProtocolError, ZaudioError
 from zaudio.protocol import AudioHeader, ResultHeader, decode, subscription
 
@@ -32,29 +32,6 @@ __all__ = ["run_demo"]
 
 STREAM = "demo"
 PROCESSORS = ("level", "vad", "writer")
-
-
-def _free_base(preferred: int = 5555) -> int:
-    """``preferred`` if it and the next two ports are free on loopback, else a free triple."""
-    candidates = [preferred] + [0] * 50
-    for base in candidates:
-        if base == 0:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                base = s.getsockname()[1]
-        socks = []
-        try:
-            for port in range(base, base + 3):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise ZaudioError("no three consecutive free ports on 127.0.0.1")
 
 
 @dataclass
@@ -217,7 +194,7 @@ def run_demo(
     """
     stop = stop or threading.Event()
     rate = 48000
-    base = port or _free_base()
+    base = port or free_ports(3, preferred=5555)
     control = f"tcp://127.0.0.1:{base}"
     out_path = Path(out_dir).resolve() / f"{STREAM}.wav"
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+import socket
 
 from zaudio.errors import ConfigError
 
-__all__ = ["DEFAULT_PROXY", "control_endpoint", "resolve"]
+__all__ = ["DEFAULT_PROXY", "control_endpoint", "free_ports", "resolve"]
 
 DEFAULT_PROXY = "tcp://127.0.0.1:5555"
 _EP_RE = re.compile(r"(?P<scheme>tcp|ipc|inproc)://(?P<rest>.+)\Z")
@@ -47,3 +48,32 @@ def resolve(data_endpoint: str, control: str) -> str:
         return data_endpoint
     _, control_host, _ = _split(control)
     return f"tcp://{control_host}:{port}"
+
+
+def free_ports(n: int = 3, preferred: int | None = None, host: str = "127.0.0.1") -> int:
+    """First of ``n`` consecutive free TCP ports on ``host``: ``preferred`` if free.
+
+    For tests, benchmarks and the demo, which start proxies of their own (a
+    proxy needs its control port and the next two).
+    """
+    for attempt in range(200):
+        base = preferred if attempt == 0 and preferred else 0
+        if not base:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                base = int(s.getsockname()[1])
+        if base + n > 65536:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise ConfigError(f"no {n} consecutive free ports on {host}")
