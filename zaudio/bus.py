@@ -2,7 +2,7 @@
 
 An :class:`Outlet` is the publishing side: an XPUB socket connected to the proxy's
 XSUB. Being XPUB (not PUB) it hears the subscriptions the proxy forwards, so it
-knows when the bus is *ready* (the proxy's :data:`~zaudio.proxy.READY`
+knows when the bus is *ready* (the proxy's :data:`~zaudio.protocol.READY`
 subscription arrived, after every stored one) and when the proxy went away (the
 subscription was withdrawn). No sleeps: a handshake.
 
@@ -13,7 +13,7 @@ XPUB. :func:`confirm_subscriptions` proves its subscriptions reached the proxy.
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 import time
 from typing import Any, Final
 
@@ -22,8 +22,7 @@ import zmq
 
 from zaudio import clock
 from zaudio.client import NodeClient
-from zaudio.protocol import AudioStream
-from zaudio.proxy import READY
+from zaudio.protocol import READY, AudioStream
 from zaudio.security import Keys
 
 __all__ = ["Inlet", "Outlet", "Publisher", "confirm_subscriptions"]
@@ -201,7 +200,7 @@ def confirm_subscriptions(inlet: Inlet, outlet: Outlet, timeout: float) -> bool:
     travel in order, so the earlier ones are in effect at the proxy, and any
     publisher that connects from now on receives them first.
     """
-    token = _ECHO + secrets.token_hex(8).encode()
+    token = _ECHO + os.urandom(8).hex().encode()
     inlet.sock.subscribe(token)
     try:
         return outlet.wait_for(token, timeout)

@@ -22,7 +22,7 @@ import zmq
 
 from zaudio._version import __version__
 from zaudio.errors import RemoteProtocolError, ZaudioError
-from zaudio.protocol import MAX_HEADER, MAX_PAYLOAD, decode_json, encode_json
+from zaudio.protocol import MAX_HEADER, MAX_PAYLOAD, READY, decode_json, encode_json
 from zaudio.registry import Registry, RequestError
 from zaudio.security import Keys
 
@@ -30,11 +30,6 @@ __all__ = ["READY", "Proxy"]
 
 log = logging.getLogger(__name__)
 
-#: Subscription the proxy's XSUB holds from the start. XSUB replays its stored
-#: subscriptions to every new publisher in byte order, so this one (0xff first)
-#: arrives last: a publisher that sees it knows every subscriber the proxy had
-#: is in effect, and can send block 0 without ZeroMQ's slow-joiner loss.
-READY = b"\xff\xffzaudio/ready"
 #: Per-subscriber and per-publisher queue bounds on the proxy (messages).
 HWM = 10_000
 _MAX_REQUEST = 1024 * 1024
