@@ -53,7 +53,7 @@ class Config:
 
     @property
     def fan_in_steps(self) -> list[int]:
-        return [8, 32] if self.quick else [16, 32, 64, 96, 128, 192, 256]
+        return [8, 32] if self.quick else [16, 32, 48, 64, 80, 96, 128, 192, 256]
 
     @property
     def fan_in_attempts(self) -> int:
