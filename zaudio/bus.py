@@ -25,7 +25,7 @@ from zaudio.client import NodeClient
 from zaudio.protocol import READY, AudioStream
 from zaudio.security import Keys
 
-__all__ = ["Inlet", "Outlet", "Publisher", "confirm_subscriptions"]
+__all__ = ["Inlet", "Outlet", "Publisher", "confirm_subscriptions", "recv_message"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ _ECHO = b"\xff\xfezaudio/echo/"
 _NOBLOCK: Final = int(zmq.NOBLOCK)
 _MORE: Final = int(zmq.NOBLOCK | zmq.SNDMORE)
 _EVENTS: Final = int(zmq.EVENTS)
+_RCVMORE: Final = int(zmq.RCVMORE)
 _POLLIN: Final = int(zmq.POLLIN)
 #: Parts at least this big are sent without a copy (pyzmq copies smaller ones anyway).
 _ZERO_COPY: Final = 65536
@@ -190,6 +191,20 @@ class Inlet:
 
     def close(self) -> None:
         self.sock.close(0)
+
+
+def recv_message(sock: zmq.Socket[Any], flags: int = 0) -> list[Any]:
+    """Receive one message: the topic and header as ``bytes``, the payload as a ``zmq.Frame``.
+
+    Cheaper per message than ``recv_multipart(copy=False)`` (pyzmq reads RCVMORE
+    through an enum and makes a ``zmq.Frame`` of every part): ~1 us of a ~7 us
+    receive + decode. The payload stays zero-copy. Raises ``zmq.Again`` like ``recv``.
+    """
+    parts: list[Any] = [sock.recv(flags)]
+    get, recv = sock.get, sock.recv
+    while get(_RCVMORE):
+        parts.append(recv(flags) if len(parts) < 2 else recv(flags, copy=False))
+    return parts
 
 
 def confirm_subscriptions(inlet: Inlet, outlet: Outlet, timeout: float) -> bool:

@@ -35,7 +35,7 @@ import msgspec
 import numpy as np
 import zmq
 
-from zaudio.bus import Inlet, Outlet, confirm_subscriptions
+from zaudio.bus import Inlet, Outlet, confirm_subscriptions, recv_message
 from zaudio.client import NodeClient, request
 from zaudio.endpoints import control_endpoint, resolve
 from zaudio.errors import (
@@ -551,7 +551,7 @@ class Processor:
         is_set = self._stop.is_set
         lock = self._lock
         q = self._queue
-        recv = sock.recv_multipart
+        recv = recv_message
         again = zmq.Again
         accept = self._accept
         seen = self._seen
@@ -565,7 +565,7 @@ class Processor:
                     item = q.popleft()
                 else:
                     try:
-                        frames = recv(copy=False)
+                        frames = recv(sock)
                     except again:
                         continue
                     # A burst the function keeps up with stays in ZeroMQ's queue;
