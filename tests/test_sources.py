@@ -188,3 +188,14 @@ def test_register_source_adds_a_spec() -> None:
         assert calls == ["x"]
     finally:
         SOURCES.pop("testsig")
+
+
+def test_silence_source_is_zeros() -> None:
+    import itertools
+
+    from zaudio.sources import open_source
+
+    src = open_source("silence", block="10ms")
+    assert src.rate == 48000 and src.block == 480
+    blocks = list(itertools.islice(src.blocks(), 3))  # type: ignore[attr-defined]
+    assert all(b.shape == (480, 1) and not b.any() for b in blocks)

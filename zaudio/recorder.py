@@ -34,7 +34,7 @@ from zaudio.client import NodeClient
 from zaudio.errors import ConfigError, LocalProtocolError, ZaudioError
 from zaudio.protocol import AudioStream, validate_name
 from zaudio.security import Keys
-from zaudio.sources import DEFAULT_BLOCK, Block, Source, open_source
+from zaudio.sources import DEFAULT_BLOCK, Block, Source, ThreadSource, open_source
 
 __all__ = ["Recorder"]
 
@@ -154,6 +154,13 @@ class Recorder:
         self._started = False
         self._stopped = False
         self._sender: threading.Thread | None = None
+        # A pull source that never waits on I/O (a signal, a file) runs in the
+        # sender thread itself: no queue and no thread hand-off per block. A
+        # device (its callback thread) or stdin hands blocks over the queue.
+        self._inline = isinstance(self.source, ThreadSource) and not self.source.blocking_io
+        self._capture = threading.Event()
+        self._outlet: Outlet | None = None
+        self._was_ready = False
         self.client = NodeClient(
             proxy,
             role="recorder",
@@ -198,7 +205,10 @@ class Recorder:
         self._sender.start()
         try:
             self._await_registration()
-            self.source.start(self)
+            if self._inline:
+                self._capture.set()  # the sender thread runs the source
+            else:
+                self.source.start(self)
         except BaseException:
             self.stop()
             raise
@@ -300,6 +310,13 @@ class Recorder:
         seq = self._blocks
         self._blocks = seq + 1
         item = (seq, index, block)
+        if self._inline:
+            self._hold(item, self.source.live)
+            self._flush_inline()
+            if self._ended:
+                self.source.stop()  # we are its thread: it returns after this block
+                self.done.set()
+            return
         if self.source.live:
             try:
                 self._queue.put_nowait(item)
@@ -403,11 +420,48 @@ class Recorder:
             c["frames"] += n
         return True
 
+    def _flush_inline(self) -> None:
+        """Send what is pending, from the source's (= sender's) thread, never for long.
+
+        A live source moves on at once (its buffer is bounded by :meth:`_hold`); a
+        source that is not live (``--fast``) waits here while the buffer is full.
+        """
+        outlet = self._outlet
+        assert outlet is not None
+        live = self.source.live
+        while True:
+            if self.client.refused is not None:
+                self._fail(self.client.refused)
+                self.source.stop()
+                return
+            ready = self._ready(outlet)
+            if ready != self._was_ready:
+                self._log_ready(ready)
+                self._was_ready = ready
+            if ready and self._pending and not self._send_pending(outlet):
+                if live:
+                    return
+                outlet.sock.poll(5, zmq.POLLOUT)
+                continue
+            if live or self._pending_frames < self.buffer_frames or self._stopping.is_set():
+                return
+            outlet.sock.poll(10)
+
+    def _run_inline(self) -> None:
+        while not self._capture.wait(0.1):
+            if self._finish.is_set():
+                return
+        if not self._finish.is_set():
+            assert isinstance(self.source, ThreadSource)
+            self.source.run(self)
+
     def _send_loop(self) -> None:
-        outlet = Outlet(keys=self.keys, hwm=self.hwm)
+        outlet = self._outlet = Outlet(keys=self.keys, hwm=self.hwm)
         was_ready = False
         try:
-            while not self._finish.is_set():
+            if self._inline:
+                self._run_inline()
+            while not self._finish.is_set() and not self._inline:
                 if self.client.refused is not None:
                     self._fail(self.client.refused)
                     break

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,34 +19,18 @@ from typing import Any
 
 from zaudio.bench.probe import cpu_seconds
 from zaudio.client import request
+from zaudio.endpoints import free_ports
 
 PY = sys.executable
-#: The recorder's source: white noise is the cheapest synthetic signal to make
-#: (about 4 us per 480-frame block here; a sine costs 10 us, see docs/benchmarks.md).
-SOURCE = "noise"
+#: The recorder's source: silence, one constant block like the baseline's payload,
+#: so both sides measure the bus and not the making of a signal (white noise costs
+#: about 4 us per 480-frame block here, a sine 10 us).
+SOURCE = "silence"
 
 
 def free_port_range(n: int) -> int:
     """First of ``n`` consecutive free TCP ports on 127.0.0.1."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n > 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range on 127.0.0.1")
+    return free_ports(n)
 
 
 def _env(pycache: Path) -> dict[str, str]:

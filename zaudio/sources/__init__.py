@@ -157,6 +157,9 @@ class ThreadSource(Source):
 
     paced: bool = True
     join_timeout: float = 5.0
+    #: True when :meth:`blocks` may wait on I/O indefinitely (stdin): it then needs
+    #: a thread of its own; otherwise a recorder runs it in its sender thread.
+    blocking_io: bool = False
 
     def __init__(self) -> None:
         self._stop = threading.Event()
@@ -178,6 +181,10 @@ class ThreadSource(Source):
         if thread is not None and thread is not threading.current_thread():
             thread.join(self.join_timeout)
 
+    def run(self, sink: Sink) -> None:
+        """Deliver every block to ``sink`` in the calling thread (instead of :meth:`start`)."""
+        self._run(sink)
+
     def _run(self, sink: Sink) -> None:
         error: BaseException | None = None
         try:
@@ -197,9 +204,13 @@ class ThreadSource(Source):
             if stop.is_set():
                 return
             if paced:
-                delay = start + (index + len(block)) / rate - time.monotonic()
-                if delay > 0 and stop.wait(delay):
-                    return
+                # time.sleep wakes closer to the deadline than Event.wait, and
+                # costs less; sleeping in slices of at most 50 ms keeps stop() prompt.
+                due = start + (index + len(block)) / rate
+                while (delay := due - time.monotonic()) > 0:
+                    time.sleep(min(delay, 0.05))
+                    if stop.is_set():
+                        return
             sink.put(block, wall0 + index / rate)
             index += len(block)
 
@@ -212,6 +223,7 @@ SOURCES: dict[str, str] = {
     "device": "zaudio.sources.mic:device",
     "sine": "zaudio.sources.synth:sine",
     "noise": "zaudio.sources.synth:noise",
+    "silence": "zaudio.sources.synth:silence",
     "speech": "zaudio.sources.synth:speech",
     "bursts": "zaudio.sources.synth:speech",
     "chirp": "zaudio.sources.synth:chirp",

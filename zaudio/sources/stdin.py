@@ -25,6 +25,7 @@ class StdinSource(ThreadSource):
     """Blocks of raw float32 read from a binary stream (stdin by default)."""
 
     paced = False
+    blocking_io = True
     join_timeout = 0.2  # a read on a pipe cannot be interrupted: do not wait for it
 
     def __init__(self, options: SourceOptions, stream: BinaryIO | None = None) -> None:

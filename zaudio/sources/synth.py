@@ -14,7 +14,18 @@ import numpy as np
 from zaudio.errors import ConfigError
 from zaudio.sources import Block, SourceOptions, ThreadSource
 
-__all__ = ["Chirp", "Noise", "Sine", "Speech", "chirp", "noise", "sine", "speech"]
+__all__ = [
+    "Chirp",
+    "Noise",
+    "Silence",
+    "Sine",
+    "Speech",
+    "chirp",
+    "noise",
+    "silence",
+    "sine",
+    "speech",
+]
 
 SEED = 20240
 
@@ -87,6 +98,20 @@ class Sine(_Synth):
         phase = (index * step) % 1.0
         out: np.ndarray = np.sin(2 * np.pi * (phase + np.arange(frames) * step))
         return out * self.amp
+
+
+class Silence(_Synth):
+    """Digital silence: the cheapest source (one zero block, sent again and again)."""
+
+    def __init__(self, options: SourceOptions) -> None:
+        super().__init__(options)
+        self.description = "silence"
+
+    def blocks(self) -> Iterator[Block]:
+        zeros = np.zeros((self.block, self.channels), np.float32)
+        zeros.flags.writeable = False
+        while True:
+            yield zeros
 
 
 class Noise(_Synth):
@@ -201,6 +226,13 @@ def noise(arg: str | None, options: SourceOptions) -> Noise:
     """``noise[:AMP]`` (uniform in [-AMP, AMP], default 0.1)."""
     values = _numbers(arg, ("AMP",), "noise")
     return Noise(options, _amplitude(values[0], "noise") if values else 0.1)
+
+
+def silence(arg: str | None, options: SourceOptions) -> Silence:
+    """``silence`` (zeros)."""
+    if arg:
+        raise ConfigError(f"invalid source 'silence:{arg}': silence takes no argument")
+    return Silence(options)
 
 
 def speech(arg: str | None, options: SourceOptions) -> Speech:
