@@ -247,7 +247,7 @@ def decode(
         # (this runs once per block, often on a cold cache; see docs/benchmarks.md).
         if not payload.readonly:
             payload = payload.toreadonly()
-        block = np.frombuffer(payload, dtype=_F32).reshape(header.frames, header.channels)
+        block = np.ndarray((header.frames, header.channels), _F32, payload)
         return header, block
     assert type(header) is ResultHeader  # the decoder yields one of the two
     if kind is not RESULT or header.processor != name:

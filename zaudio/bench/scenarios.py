@@ -54,7 +54,7 @@ class Config:
 
     @property
     def capacity_bisect(self) -> int:
-        return 1 if self.quick else 3
+        return 1 if self.quick else 4  # resolution: 1/16 of the last doubling
 
     @property
     def fan_in_steps(self) -> list[int]:
@@ -71,7 +71,7 @@ class Config:
 
     @property
     def fan_out_rounds(self) -> int:
-        return 1 if self.quick else 3
+        return 1 if self.quick else 4  # resolution: 1/16 of the last doubling
 
     @property
     def fan_out_seconds(self) -> float:
