@@ -497,6 +497,20 @@ class Processor:
                 return
         q.append(item)
 
+    def _follow(self, h: AudioHeader) -> tuple[bool, bool]:
+        """Track the stream of ``h``; return ``(gap, restart)`` for this block."""
+        track = self._seen.get(h.stream)
+        if track is None or track.src != h.src:
+            self._seen[h.stream] = _Track(h)
+            self._own_drops.pop(h.stream, None)
+            return False, track is not None
+        gap = h.seq != track.seq or h.index != track.index
+        if gap:
+            self._discontinuity(h, track)
+        track.seq = h.seq + 1
+        track.index = h.index + h.frames
+        return gap, False
+
     def _discontinuity(self, h: AudioHeader, track: _Track) -> None:
         """Count the blocks and frames lost upstream before ``h`` (not by our own queue)."""
         own_msgs, own_frames = self._own_drops.pop(h.stream, (0, 0))
@@ -554,7 +568,7 @@ class Processor:
         recv = recv_message
         again = zmq.Again
         accept = self._accept
-        seen = self._seen
+        follow = self._follow
         perf = time.perf_counter
         call = self.loaded.call
         takes_info = self.loaded.takes_info
@@ -575,18 +589,7 @@ class Processor:
             if item is None:
                 continue
             h, block = item
-            gap = restart = False
-            track = seen.get(h.stream)
-            if track is None or track.src != h.src:
-                restart = track is not None
-                seen[h.stream] = _Track(h)
-                self._own_drops.pop(h.stream, None)
-            else:
-                if h.seq != track.seq or h.index != track.index:
-                    gap = True
-                    self._discontinuity(h, track)
-                track.seq = h.seq + 1
-                track.index = h.index + h.frames
+            gap, restart = follow(h)
             info = Info(
                 h.v, h.stream, h.src, h.seq, h.index, h.t, h.rate, h.channels, h.frames,
                 gap, restart,
@@ -626,24 +629,12 @@ class Processor:
 
     def _loop_windows(self) -> None:
         stop = self._stop
-        seen = self._seen
         while not stop.is_set():
             item = self._next()
             if item is None:
                 continue
             h, block = item
-            gap = restart = False
-            track = seen.get(h.stream)
-            if track is None or track.src != h.src:
-                restart = track is not None
-                seen[h.stream] = _Track(h)
-                self._own_drops.pop(h.stream, None)
-            else:
-                if h.seq != track.seq or h.index != track.index:
-                    gap = True
-                    self._discontinuity(h, track)
-                track.seq = h.seq + 1
-                track.index = h.index + h.frames
+            gap, restart = self._follow(h)
             for data, info in windows(self._windows, h, block, gap, restart, self.window, self.hop):
                 self._call(data, info)
 
