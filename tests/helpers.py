@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from zaudio._children import stop_process
 from zaudio.bus import Inlet, Outlet, confirm_subscriptions
 from zaudio.client import request
 from zaudio.endpoints import free_ports
@@ -54,15 +55,7 @@ def run(
 
 def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 10) -> int:
     """Signal ``proc``, wait for it (bounded), SIGKILL it if it does not exit."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode
+    return stop_process(proc, sig, timeout)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ ends with a summary: blocks published and received per processor, drops (must be
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from zaudio._children import stop_process
 from zaudio.bus import Inlet, Outlet, confirm_subscriptions
 from zaudio.client import request
 from zaudio.endpoints import free_ports
@@ -74,17 +74,10 @@ class _Children:
         proc = self.procs.pop(name, None)
         if proc is None:
             return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        code = stop_process(proc, signal.SIGTERM, timeout)
         if proc.stderr is not None:
             proc.stderr.close()
-        return proc.returncode
+        return code
 
     def stop_all(self) -> None:
         for name in reversed(list(self.procs)):

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zaudio._children import stop_process
 from zaudio.bench.probe import cpu_seconds
 from zaudio.client import request
 from zaudio.endpoints import free_ports
@@ -147,13 +148,7 @@ class Bench:
         return f"exit {proc.poll()}: {text}"
 
     def stop(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc, signal.SIGINT, timeout)
         if proc.stdout is not None:
             proc.stdout.close()
         if proc in self.procs:
