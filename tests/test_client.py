@@ -153,8 +153,9 @@ def test_ls_table_and_json(proxy: Proxy) -> None:
         data = run("ls", "--json", "--proxy", proxy.control)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:4] == ["ROLE", "NAME", "ID", "HOST"]
-    assert "recorder" in lines[1] and "lsmic" in lines[1]
+    assert lines[0].startswith(f"proxy {proxy.control} (zaudio ")
+    assert lines[2].split()[:4] == ["ROLE", "NAME", "ID", "HOST"]
+    assert "recorder" in lines[3] and "lsmic" in lines[3]
     assert any(line.split()[:3] == ["lsmic", "16000", "2"] for line in lines)
     listing = json.loads(data.stdout)
     assert listing["nodes"][0]["stats"]["sent"] == 1
