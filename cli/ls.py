@@ -56,10 +56,10 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
     proxy = listing.get("proxy")
     if isinstance(proxy, dict):
         since = proxy.get("since")
-        up = f", up {now - since:.0f}s" if isinstance(since, int | float) else ""
+        uptime = f", up {now - since:.0f}s" if isinstance(since, int | float) else ""
         out.append(
             f"proxy {proxy.get('control', '?')} (zaudio {proxy.get('version', '?')}, "
-            f"pid {proxy.get('pid', '?')}{up}; {proxy.get('requests', 0)} requests, "
+            f"pid {proxy.get('pid', '?')}{uptime}; {proxy.get('requests', 0)} requests, "
             f"{proxy.get('bad_requests', 0)} refused)"
         )
         out.append("")
