@@ -168,12 +168,13 @@ def proxy_process(*extra: str, **kw: Any) -> Iterator[tuple[str, subprocess.Pope
     port = free_ports(3)
     control = f"tcp://127.0.0.1:{port}"
     with spawn("proxy", "--port", str(port), *extra, **kw) as proc:
-        wait_until(lambda: _answers(control) or proc.poll() is not None, 15, "proxy to answer")
+        wait_until(lambda: answers(control) or proc.poll() is not None, 15, "proxy to answer")
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         yield control, proc
 
 
-def _answers(control: str) -> bool:
+def answers(control: str) -> bool:
+    """True if a proxy answers `time` at ``control`` within 0.3 s."""
     try:
         request(control, {"op": "time"}, timeout=0.3)
         return True

@@ -19,27 +19,18 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Listener, free_ports, listing, spawn, stop, wait_node, wait_until
-from zaudio.client import request
+from tests.helpers import Listener, answers, free_ports, listing, spawn, stop, wait_node, wait_until
 
 RATE = 8000
 BLOCK = 80  # 10 ms
 HEARTBEAT = 0.2
 
 
-def _answers(control: str) -> bool:
-    try:
-        request(control, {"op": "time"}, timeout=0.3)
-        return True
-    except Exception:
-        return False
-
-
 @contextlib.contextmanager
 def proxy_on(port: int) -> Iterator[subprocess.Popen[str]]:
     control = f"tcp://127.0.0.1:{port}"
     with spawn("proxy", "--port", str(port), "--heartbeat", str(HEARTBEAT)) as proc:
-        wait_until(lambda: _answers(control) or proc.poll() is not None, 15, "proxy to answer")
+        wait_until(lambda: answers(control) or proc.poll() is not None, 15, "proxy to answer")
         assert proc.poll() is None
         yield proc
 
@@ -182,7 +173,7 @@ def test_kill_9_the_proxy_and_restart_it(bus: tuple[str, int]) -> None:
         with stack, Listener(control, "mic") as lis:
             old_proxy = _proxy_pid(control)
             os.kill(old_proxy, signal.SIGKILL)
-            wait_until(lambda: not _answers(control), 5, "the proxy to die")
+            wait_until(lambda: not answers(control), 5, "the proxy to die")
             time.sleep(0.5)  # an outage: the recorder keeps capturing meanwhile
             with proxy_on(port):
                 restarted = time.monotonic()
