@@ -8,7 +8,6 @@ nor numpy), and every error becomes one line here: a
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 from typing import Any
@@ -17,6 +16,7 @@ import click
 
 from zaudio._version import __version__
 from zaudio.errors import ConfigError, ZaudioError
+from zaudio.loader import import_from_string
 
 # name -> (import string, one-line help); the help is shown without importing.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -40,8 +40,7 @@ class LazyGroup(click.Group):
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return None
-        module, _, attr = entry[0].partition(":")
-        command: click.Command = getattr(importlib.import_module(module), attr)
+        command: click.Command = import_from_string(entry[0])
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

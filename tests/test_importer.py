@@ -122,6 +122,36 @@ def test_cli_unknown_things_exit_2_one_line() -> None:
         assert "Traceback" not in r.stderr
 
 
+def test_cli_class_missing_a_constructor_argument_exits_2_naming_it() -> None:
+    # Lifecycle(path, gain=1, label="") needs path: a raw TypeError traceback before.
+    r = run("process", "tests.procs.basic:Lifecycle", "--proxy", "tcp://127.0.0.1:1")
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'path'" in lines[0] and "-p path=VALUE" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    with pytest.raises(ConfigError, match=r"needs 'path'"):
+        load_processor("tests.procs.basic:Lifecycle", {"gain": 2})
+
+
+def test_one_loader_for_processors_sources_and_commands() -> None:
+    # zaudio.loader is the only place that imports by name; the others call it.
+    root = Path(__file__).resolve().parent.parent
+    users = sorted(
+        str(p.relative_to(root))
+        for folder in ("zaudio", "cli")
+        for p in (root / folder).rglob("*.py")
+        if "import_module(" in p.read_text() or "spec_from_file_location(" in p.read_text()
+    )
+    assert users == ["zaudio/loader.py"]
+    from zaudio.cli.main import COMMANDS, LazyGroup
+
+    from zaudio.sources import SOURCES, _factory
+
+    assert _factory("sine") is import_from_string(SOURCES["sine"])
+    ctx = None
+    assert LazyGroup().get_command(ctx, "ls") is import_from_string(COMMANDS["ls"][0])  # type: ignore[arg-type]
+
+
 def test_cli_import_error_inside_module_shows_traceback() -> None:
     r = run("process", "tests.procs.broken:fn", "--proxy", "tcp://127.0.0.1:1")
     assert r.returncode == 1

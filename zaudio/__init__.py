@@ -9,10 +9,10 @@ Heavy modules load on first use, so ``import zaudio`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from zaudio._version import __version__
+from zaudio.loader import import_from_string
 
 if TYPE_CHECKING:
     from zaudio.bus import Publisher
@@ -22,10 +22,12 @@ if TYPE_CHECKING:
         DeviceError,
         ImportFromStringError,
         LocalProtocolError,
+        ProcessorFailed,
         ProtocolError,
         ProxyError,
         ProxyUnreachable,
         RemoteProtocolError,
+        RequestError,
         RequestRefused,
         ZaudioError,
     )
@@ -45,6 +47,7 @@ __all__ = [
     "Keys",
     "LocalProtocolError",
     "NodeClient",
+    "ProcessorFailed",
     "ProtocolError",
     "Proxy",
     "ProxyError",
@@ -53,6 +56,7 @@ __all__ = [
     "Publisher",
     "Recorder",
     "RemoteProtocolError",
+    "RequestError",
     "RequestRefused",
     "ResultHeader",
     "ZaudioError",
@@ -86,10 +90,12 @@ _LAZY = {
             "DeviceError",
             "ImportFromStringError",
             "LocalProtocolError",
+            "ProcessorFailed",
             "ProtocolError",
             "ProxyError",
             "ProxyUnreachable",
             "RemoteProtocolError",
+            "RequestError",
             "RequestRefused",
             "ZaudioError",
         )
@@ -101,7 +107,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'zaudio' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = import_from_string(f"{module}:{name}")
     globals()[name] = value
     return value
 

@@ -9,9 +9,11 @@
      ├── ConfigError                        bad usage: options, names, files, modules (CLI exit 2)
      │    ├── ImportFromStringError         ``module:attr`` that cannot be loaded
      │    └── DeviceError                   no PortAudio, no such audio device
-     └── ProxyError                         the control channel failed (CLI exit 1)
-          ├── ProxyUnreachable              no reply within the timeout
-          └── RequestRefused                the proxy replied ``ok: false``
+     ├── ProxyError                         the control channel failed (CLI exit 1)
+     │    ├── ProxyUnreachable              no reply within the timeout
+     │    └── RequestRefused                the proxy replied ``ok: false``
+     ├── RequestError                       (proxy side) a control request it cannot serve
+     └── ProcessorFailed                    a user function raised with ``on_error="stop"``
 
 Foreign exceptions (zmq, sounddevice, soundfile, json) are translated where they
 enter, with ``raise ... from``.
@@ -70,3 +72,19 @@ class RequestRefused(ProxyError):
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+class RequestError(ZaudioError):
+    """(Proxy side) a control request that cannot be served.
+
+    The proxy answers it as ``{"ok": false, "error": str(exc), "code": code}``;
+    the client raises :class:`RequestRefused` with the same ``code``.
+    """
+
+    def __init__(self, message: str, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ProcessorFailed(ZaudioError):
+    """The user function raised and ``on_error="stop"`` was chosen (CLI exit 1)."""

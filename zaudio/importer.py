@@ -5,7 +5,9 @@ an import string. :func:`load_processor` turns what was imported (a function, a
 class, or a callable object) into a :class:`Loaded` processor: the per-block
 callable, whether it takes ``info``, and the optional ``setup``/``close`` hooks.
 
-Errors a user can fix (no such module, attribute or built-in, a bad ``-p``) raise
+Importing is :func:`zaudio.loader.import_from_string` (the one loader, shared with
+sources and the CLI). Errors a user can fix (no such module, attribute or built-in,
+a bad ``-p``, a constructor argument missing) raise
 :class:`~zaudio.errors.ImportFromStringError` / :class:`~zaudio.errors.ConfigError`
 with one line naming it. An ``ImportError`` raised *inside* the user's module
 (a missing dependency of theirs) propagates as it is, with its traceback.
@@ -14,17 +16,14 @@ with one line naming it. An ``ImportError`` raised *inside* the user's module
 from __future__ import annotations
 
 import functools
-import importlib
-import importlib.util
 import inspect
 import json
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from zaudio.errors import ConfigError, ImportFromStringError
+from zaudio import loader
+from zaudio.errors import ConfigError
 
 __all__ = ["BUILTINS", "Loaded", "import_from_string", "load_processor", "parse_params"]
 
@@ -37,53 +36,6 @@ BUILTINS: dict[str, str] = {
     "writer": "zaudio.processors.writer:Writer",
     "print": "zaudio.processors.printer:Print",
 }
-
-
-def _split(spec: str) -> tuple[str, str]:
-    module, sep, attrs = spec.rpartition(":")
-    if not sep or not module or not attrs:
-        builtins = ", ".join(sorted(BUILTINS))
-        raise ImportFromStringError(
-            f'Import string "{spec}" must be in format "<module>:<attribute>" '
-            f'(or "path/to/file.py:<attribute>", or a built-in: {builtins}).'
-        )
-    return module, attrs
-
-
-def _import_file(path_str: str) -> Any:
-    path = Path(path_str)
-    if not path.is_file():
-        raise ImportFromStringError(f'Could not import module "{path_str}": no such file.')
-    name = "_zaudio_user_" + path.stem.replace("-", "_").replace(".", "_")
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportFromStringError(f'Could not import module "{path_str}".')
-    module = importlib.util.module_from_spec(spec)
-    # Siblings of the file import as they would when running it as a script.
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
-
-
-def _import_module(module_str: str) -> Any:
-    if module_str.endswith(".py") or "/" in module_str or "\\" in module_str:
-        return _import_file(module_str)
-    try:
-        return importlib.import_module(module_str)
-    except ModuleNotFoundError as exc:
-        # Only "this module (or a parent package of it) does not exist" is ours to
-        # report; a missing import inside the user's module is theirs, shown as is.
-        missing = exc.name or ""
-        if missing != module_str and not module_str.startswith(missing + "."):
-            raise
-        raise ImportFromStringError(f'Could not import module "{module_str}".') from None
 
 
 def import_from_string(spec: str) -> Any:
@@ -102,16 +54,7 @@ def import_from_string(spec: str) -> Any:
     """
     if ":" not in spec and spec in BUILTINS:
         spec = BUILTINS[spec]
-    module_str, attrs = _split(spec)
-    instance = _import_module(module_str)
-    try:
-        for attr in attrs.split("."):
-            instance = getattr(instance, attr)
-    except AttributeError:
-        raise ImportFromStringError(
-            f'Attribute "{attrs}" not found in module "{module_str}".'
-        ) from None
-    return instance
+    return loader.import_from_string(spec, ", or a built-in: " + ", ".join(sorted(BUILTINS)))
 
 
 def default_name(spec: str) -> str:
@@ -175,7 +118,10 @@ def _takes_info(fn: Callable[..., Any], what: str) -> bool:
     return positional >= 2
 
 
-def _check_params(fn: Callable[..., Any], params: dict[str, Any], what: str) -> None:
+def _check_params(
+    fn: Callable[..., Any], params: dict[str, Any], what: str, *, complete: bool = False
+) -> None:
+    """Check ``params`` fit ``fn``'s keywords; ``complete``: every required one is given."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -184,6 +130,18 @@ def _check_params(fn: Callable[..., Any], params: dict[str, Any], what: str) -> 
         sig.bind_partial(**params)
     except TypeError as exc:
         raise ConfigError(f"{what} does not accept the -p parameters given: {exc}") from None
+    if not complete:
+        return
+    missing = [
+        p.name
+        for p in sig.parameters.values()
+        if p.default is p.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in params
+    ]
+    if missing:
+        given = " ".join(f"-p {name}=VALUE" for name in missing)
+        raise ConfigError(f"{what} needs {', '.join(map(repr, missing))}: pass {given}")
 
 
 def load_processor(target: Any, params: dict[str, Any] | None = None) -> Loaded:
@@ -204,7 +162,7 @@ def load_processor(target: Any, params: dict[str, Any] | None = None) -> Loaded:
         what = f'"{target}"'
         target = import_from_string(target)
     if inspect.isclass(target):
-        _check_params(target, params, f"processor class {what}")
+        _check_params(target, params, f"processor class {what}", complete=True)
         obj = target(**params)
         params = {}
     else:

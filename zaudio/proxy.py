@@ -21,9 +21,9 @@ from typing import Any
 import zmq
 
 from zaudio._version import __version__
-from zaudio.errors import RemoteProtocolError, ZaudioError
+from zaudio.errors import RemoteProtocolError, RequestError, ZaudioError
 from zaudio.protocol import MAX_HEADER, MAX_PAYLOAD, READY, decode_json, encode_json
-from zaudio.registry import Registry, RequestError
+from zaudio.registry import Registry
 from zaudio.security import Keys
 
 __all__ = ["READY", "Proxy"]

@@ -12,24 +12,16 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from zaudio.errors import LocalProtocolError
+from zaudio.errors import LocalProtocolError, RequestError
 from zaudio.protocol import validate_name
 
-__all__ = ["Node", "Registry", "RequestError"]
+__all__ = ["Node", "Registry"]
 
 MISSES = 3  # heartbeats a node may miss before it is dropped
 # Bounds on what one peer can make the proxy hold (requests are capped at 1 MiB).
 MAX_NODES = 4096
 MAX_TEXT = 256  # role, name, host
 MAX_ITEMS = 256  # streams, topics, outputs per node
-
-
-class RequestError(Exception):
-    """A control request that cannot be served; ``code`` is a machine-readable word."""
-
-    def __init__(self, message: str, code: str = "bad_request") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass

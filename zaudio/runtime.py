@@ -41,6 +41,7 @@ from zaudio.endpoints import control_endpoint, resolve
 from zaudio.errors import (
     ConfigError,
     LocalProtocolError,
+    ProcessorFailed,
     ProxyUnreachable,
     RemoteProtocolError,
     ZaudioError,
@@ -59,7 +60,7 @@ from zaudio.security import Keys
 from zaudio.units import parse_block
 from zaudio.windows import Windower
 
-__all__ = ["Connection", "Info", "Processor", "ProcessorFailed", "run_processor", "windows"]
+__all__ = ["Connection", "Info", "Processor", "run_processor", "windows"]
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,6 @@ ERROR_LOG_INTERVAL = 5.0
 
 Overrun = Literal["drop-oldest", "drop-newest"]
 OnError = Literal["log", "stop"]
-
-
-class ProcessorFailed(ZaudioError):
-    """The user function raised and ``on_error="stop"`` was chosen (CLI exit 1)."""
 
 
 class Info(msgspec.Struct, frozen=True, gc=False):
@@ -523,7 +520,7 @@ class Processor:
     def _drain_nowait(self) -> None:
         """Move every message waiting in the socket into the queue (lock held)."""
         sock = self.conn.sock  # type: ignore[union-attr]
-        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[operator]
+        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:

@@ -31,7 +31,6 @@ the same way). Modules are imported only when their source is chosen, so only
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import threading
@@ -45,6 +44,7 @@ import numpy.typing as npt
 
 from zaudio import clock
 from zaudio.errors import ConfigError
+from zaudio.loader import import_from_string
 from zaudio.units import parse_block
 
 __all__ = [
@@ -249,8 +249,7 @@ _FACTORIES: dict[str, Factory] = {}
 def _factory(name: str) -> Factory:
     if name in _FACTORIES:
         return _FACTORIES[name]
-    module, _, attr = SOURCES[name].partition(":")
-    factory: Factory = getattr(importlib.import_module(module), attr)
+    factory: Factory = import_from_string(SOURCES[name])
     return factory
 
 
