@@ -97,6 +97,14 @@ def listing(control: str, timeout: float = 1.0) -> dict[str, Any]:
     return request(control, {"op": "list"}, timeout=timeout)
 
 
+def processed(control: str, name: str) -> int:
+    """The ``processed`` count in the last heartbeat of the node called ``name`` (0 if none)."""
+    for node in listing(control)["nodes"]:
+        if node["name"] == name:
+            return int((node["stats"] or {}).get("processed", 0))
+    return 0
+
+
 def wait_node(
     control: str, name: str, timeout: float = 15, role: str | None = None
 ) -> dict[str, Any]:

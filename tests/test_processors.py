@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.helpers import Listener, listing, proxy_process, spawn, stop, wait_node, wait_until
+from tests.helpers import Listener, processed, proxy_process, spawn, stop, wait_node, wait_until
 from zaudio.bus import Publisher
 from zaudio.errors import ConfigError
 from zaudio.processors.level import Level
@@ -434,13 +434,6 @@ def test_print_one_line_per_block(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 # --- end to end: loaded by name by `zaudio process` -------------------------------
-
-
-def processed(control: str, name: str) -> int:
-    for node in listing(control)["nodes"]:
-        if node["name"] == name:
-            return int((node["stats"] or {}).get("processed", 0))
-    return 0
 
 
 def test_level_and_writer_by_name_through_zaudio_process(tmp_path: Path) -> None:

@@ -499,12 +499,15 @@ class Recorder:
             lost = len(self._pending)
             self.counters["dropped"] += lost
             self.counters["dropped_frames"] += self._pending_frames
-            log.warning(
-                "stream %r: %d buffered blocks not sent (the bus was not ready within %g s)",
-                self.stream.name,
-                lost,
-                self.flush,
+            what = (
+                f"stream {self.stream.name!r}: {lost} buffered blocks "
+                f"({self._pending_frames} frames) not sent "
+                f"(the bus at {self.client.control} was not ready within {self.flush:g} s)"
             )
+            if self.source.live:
+                log.warning("%s", what)
+            else:  # a source that could have waited lost audio: the recording failed
+                self._fail(ZaudioError(what))
             self._pending.clear()
             self._pending_frames = 0
 

@@ -121,8 +121,8 @@ class Source:
     live : bool
         True when the source cannot wait (a device, a paced signal): if the
         recorder's buffer is full, its oldest blocks are dropped and counted.
-        False (``--fast``, or a writer on stdin with ``--fast``): the recorder
-        makes the source wait instead, and nothing is lost.
+        False (``--fast``, and stdin always): the recorder makes the source
+        wait instead, and nothing is lost.
     description : str
         What it is, for logs.
     """
@@ -157,8 +157,9 @@ class ThreadSource(Source):
 
     paced: bool = True
     join_timeout: float = 5.0
-    #: True when :meth:`blocks` may wait on I/O indefinitely (stdin): it then needs
-    #: a thread of its own; otherwise a recorder runs it in its sender thread.
+    #: True when :meth:`blocks` may wait on I/O without checking :meth:`stop`: it then
+    #: needs a thread of its own; otherwise a recorder runs it in its sender thread.
+    #: (stdin waits in short slices, so it is False there too.)
     blocking_io: bool = False
 
     def __init__(self) -> None:
