@@ -6,6 +6,7 @@ import click
 from zaudio.cli.options import check_port, client_keys, keys_option, proxy_option, stop_on_signals
 
 from zaudio.errors import ConfigError
+from zaudio.extras import require
 
 
 @click.command()
@@ -33,12 +34,9 @@ def web(
     import ssl
 
     check_port(port, "--port")
-    try:
-        from zaudio.web import WebServer, is_loopback
-    except ImportError as exc:
-        raise ConfigError(
-            f"zaudio web needs the 'web' extra ({exc.name or exc}): pip install 'zaudio[web]'"
-        ) from None
+    require("websockets", "zaudio web")
+    from zaudio.web import WebServer, is_loopback
+
     tls = None
     if tls_cert or tls_key:
         if not tls_cert:
