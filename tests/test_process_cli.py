@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import Listener, listing, proxy_process, run, spawn, stop, wait_node, wait_until
+from zaudio._children import stop_process
 from zaudio.bus import Outlet, Publisher
 from zaudio.client import request
 from zaudio.protocol import AudioStream
@@ -219,3 +221,27 @@ def test_parameter_that_does_not_fit_the_stream_is_bad_usage(bus: str) -> None:
         err = proc.stderr.read() if proc.stderr else ""
     assert err.strip().splitlines()[-1].startswith("Error: invalid -p fmax=20000")
     assert "Traceback" not in err
+
+
+def test_print_into_head_exits_quietly_when_the_pipe_closes(bus: str) -> None:
+    with spawn("process", "print", "--topic", "p", "--proxy", bus) as proc:
+        assert proc.stdout is not None
+        head = subprocess.Popen(["head", "-n", "3"], stdin=proc.stdout, stdout=subprocess.PIPE)
+        proc.stdout.close()  # head holds the only reading end: it exits, the pipe closes
+        try:
+            wait_node(bus, "print", role="processor")
+            with Publisher("p", rate=RATE, channels=1, proxy=bus) as pub:
+                # Keep publishing until the printer notices the closed pipe (bounded).
+                wait_until(
+                    lambda: pub.send(np.zeros((16, 1), np.float32)) and proc.poll() is not None,
+                    20,
+                    "zaudio process print to exit after head -n 3",
+                )
+            out, _ = head.communicate(timeout=10)
+        finally:
+            stop_process(head)
+        assert head.returncode == 0 and len(out.splitlines()) == 3, out
+        assert proc.returncode == 0
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        assert "BrokenPipe" not in err and "Traceback" not in err, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -35,6 +36,14 @@ class Print:
     -------------------
     None
         Nothing is published.
+
+    Notes
+    -----
+    Like any Unix filter, it exits quietly when its reader goes away
+    (``zaudio process print | head``): the first write to a closed pipe points
+    standard output at ``/dev/null`` (so nothing is reported at exit) and raises
+    ``SystemExit(0)``, which ends the processor (``Processor.run`` closes it as on
+    any stop) and the command with status 0.
     """
 
     def __init__(self, utc: bool = True) -> None:
@@ -61,5 +70,18 @@ class Print:
             self._src = info.src
         if getattr(info, "gap", False):
             line += " gap"
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _quiet_stdout()
+            raise SystemExit(0) from None
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at /dev/null: the final flush at exit must not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
