@@ -15,6 +15,16 @@ from zaudio.errors import ConfigError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _proxy_endpoint(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    """Check ``--proxy`` (or ``ZAUDIO_PROXY``) while parsing, before any command runs."""
+    from zaudio.endpoints import control_endpoint
+
+    try:
+        return control_endpoint(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
 def proxy_option(f: F) -> F:
     return click.option(
         "--proxy",
@@ -22,6 +32,7 @@ def proxy_option(f: F) -> F:
         default="tcp://127.0.0.1:5555",
         show_default=True,
         metavar="EP",
+        callback=_proxy_endpoint,
         help="Control endpoint of the proxy (env ZAUDIO_PROXY).",
     )(f)
 

@@ -14,6 +14,7 @@ import zmq
 
 from tests.helpers import (
     Listener,
+    env,
     free_ports,
     proxy_process,
     run,
@@ -25,7 +26,7 @@ from tests.helpers import (
 from zaudio import clock
 from zaudio.bus import Publisher
 from zaudio.client import NodeClient, Requester, request
-from zaudio.errors import ProxyUnreachable
+from zaudio.errors import ConfigError, ProxyUnreachable
 from zaudio.proxy import Proxy
 
 
@@ -187,6 +188,40 @@ def test_bad_usage_exit_2_one_line(args: list[str], needle: str) -> None:
     r = run(*args, timeout=15)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+NO_PORT = ["tcp://127.0.0.1", "tcp://h:abc", ":99999", "h:99999", "tcp://h:0"]
+TAKES_PROXY = {
+    "ls": ["ls"],
+    "process": ["process", "tests.procs.basic:count"],
+    "record": ["record", "--source", "sine:440"],
+    "web": ["web", "--port", "0"],
+}
+
+
+@pytest.mark.parametrize("command", TAKES_PROXY)
+@pytest.mark.parametrize("address", NO_PORT)
+def test_proxy_address_without_valid_port_exit_2_one_line(command: str, address: str) -> None:
+    """Every command that takes --proxy refuses it at parsing (it used to hang or trace)."""
+    r = run(*TAKES_PROXY[command], "--proxy", address, timeout=15)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert f"invalid proxy address {address!r}" in r.stderr and "tcp://HOST:PORT" in r.stderr
+
+
+@pytest.mark.parametrize("command", TAKES_PROXY)
+def test_zaudio_proxy_env_is_checked_too(command: str) -> None:
+    r = run(*TAKES_PROXY[command], env=env(ZAUDIO_PROXY="tcp://127.0.0.1"), timeout=15)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "invalid proxy address" in r.stderr
+
+
+@pytest.mark.parametrize("address", NO_PORT)
+def test_library_refuses_address_without_port(address: str) -> None:
+    with pytest.raises(ConfigError, match="invalid proxy address"):
+        NodeClient(address, role="recorder", name="x")
+    with pytest.raises(ConfigError, match="invalid proxy address"):
+        Requester(address)
 
 
 def test_version_and_module_entry() -> None:

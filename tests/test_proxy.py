@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import zmq
 
-from tests.helpers import Listener, proxy_process, spawn, stop, wait_until
+from tests.helpers import Listener, free_ports, proxy_process, run, spawn, stop, wait_until
 from zaudio.bus import Outlet, Publisher
 from zaudio.client import request
 from zaudio.errors import RequestRefused
@@ -248,6 +249,25 @@ def test_cli_proxy_port_in_use_is_one_line_error() -> None:
             assert proc.wait(15) == 1
             err = proc.stderr.read() if proc.stderr else ""
     assert err.count("\n") == 1 and "cannot bind" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("offset", "what"), [(1, "publish-in"), (2, "subscribe-out")])
+def test_cli_proxy_data_port_in_use_exits_1_at_once(offset: int, what: str) -> None:
+    """A taken data port: exit 1 at once, one line naming it (it used to hang, holding P)."""
+    port = free_ports(3)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + offset))
+        taken.listen()
+        t0 = time.monotonic()
+        r = run("proxy", "--port", str(port), timeout=15)
+        elapsed = time.monotonic() - t0
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert f"{what} port tcp://127.0.0.1:{port + offset}" in r.stderr
+    assert elapsed < 5
+    # nothing was left holding the control port: a proxy can take it now
+    with Proxy(port=port) as p:
+        assert op(p.control, op="time")["ok"]
 
 
 def test_message_size_cap_disconnects_rogue_publisher() -> None:

@@ -11,22 +11,44 @@ __all__ = ["DEFAULT_PROXY", "control_endpoint", "free_ports", "resolve"]
 
 DEFAULT_PROXY = "tcp://127.0.0.1:5555"
 _EP_RE = re.compile(r"(?P<scheme>tcp|ipc|inproc)://(?P<rest>.+)\Z")
-_HOST_PORT_RE = re.compile(r"(?P<host>\[[^\]]+\]|[^:/\s]+)(?::(?P<port>\d+))?\Z")
+_HOST_PORT_RE = re.compile(r"(?P<host>\[[^\]]+\]|[^:/\s\[\]]+)(?::(?P<port>[^:]*))?\Z")
+_USE = "use tcp://HOST:PORT (e.g. tcp://127.0.0.1:5555)"
+
+
+def _port(proxy: str, port: str) -> int:
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"invalid proxy address {proxy!r}: the port must be 1-65535; {_USE}")
+    return int(port)
 
 
 def control_endpoint(proxy: str | None) -> str:
-    """Normalise a ``--proxy`` value: ``HOST``, ``HOST:PORT`` or ``tcp://HOST:PORT``."""
+    """Normalise and check a ``--proxy`` value: ``HOST``, ``HOST:PORT`` or ``tcp://HOST:PORT``.
+
+    ``ipc://PATH`` and ``inproc://NAME`` pass as they are. A ``tcp://`` endpoint
+    must name its port (1-65535); a bare ``HOST`` means port 5555.
+
+    Raises
+    ------
+    ConfigError
+        The value cannot be a control endpoint (one line saying what to use).
+    """
     if not proxy:
         return DEFAULT_PROXY
     proxy = proxy.strip()
-    if _EP_RE.match(proxy):
+    m = _EP_RE.match(proxy)
+    if m is None and "://" in proxy:
+        raise ConfigError(f"invalid proxy address {proxy!r}: {_USE}")
+    if m and m["scheme"] != "tcp":
         return proxy
-    m = _HOST_PORT_RE.match(proxy)
-    if not m:
-        raise ConfigError(
-            f"invalid proxy address {proxy!r}: use tcp://HOST:PORT (e.g. tcp://127.0.0.1:5555)"
-        )
-    return f"tcp://{m['host']}:{m['port'] or 5555}"
+    rest = m["rest"] if m else proxy
+    hp = _HOST_PORT_RE.match(rest)
+    if not hp:
+        raise ConfigError(f"invalid proxy address {proxy!r}: {_USE}")
+    if hp["port"] is None:
+        if m:  # tcp:// without a port: zmq cannot connect to it
+            raise ConfigError(f"invalid proxy address {proxy!r}: no port; {_USE}")
+        return f"tcp://{hp['host']}:5555"
+    return f"tcp://{hp['host']}:{_port(proxy, hp['port'])}"
 
 
 def _split(endpoint: str) -> tuple[str, str, str]:

@@ -101,9 +101,15 @@ class Proxy:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> Proxy:
-        """Bind the three sockets and start the forwarder and control threads."""
+        """Bind the three sockets and start the forwarder and control threads.
+
+        The data ports are bound first: a proxy that answers on its control port
+        always has its data path. Any port that cannot be bound fails at once
+        (:class:`ZaudioError` naming it), with every socket already made closed.
+        """
         ctx: zmq.Context[Any] = zmq.Context()
         self._ctx = ctx
+        made: list[zmq.Socket[Any]] = []
         try:
             if self.keys is not None:
                 from zmq.auth.thread import ThreadAuthenticator
@@ -111,10 +117,12 @@ class Proxy:
                 self._auth = ThreadAuthenticator(ctx, log=logging.getLogger("zaudio.auth"))
                 self._auth.start()
                 self._auth.configure_curve(domain="*", location=str(self.keys.authorized))
-            rep = self._socket(zmq.REP, self.port, maxmsgsize=_MAX_REQUEST)
-            xsub = self._socket(zmq.XSUB, self.pub_port, maxmsgsize=self.max_message)
-            xpub = self._socket(zmq.XPUB, self.sub_port)
+            xsub = self._socket(made, zmq.XSUB, self.pub_port, "publish-in", self.max_message)
+            xpub = self._socket(made, zmq.XPUB, self.sub_port, "subscribe-out")
+            rep = self._socket(made, zmq.REP, self.port, "control", _MAX_REQUEST)
         except BaseException:
+            for sock in made:  # ctx.term() waits for every open socket
+                sock.close(0)
             self._close_context()
             raise
         self.control = _endpoint(rep)
@@ -137,9 +145,17 @@ class Proxy:
             )
         return self
 
-    def _socket(self, kind: int, port: int, maxmsgsize: int | None = None) -> zmq.Socket[Any]:
+    def _socket(
+        self,
+        made: list[zmq.Socket[Any]],
+        kind: int,
+        port: int,
+        what: str,
+        maxmsgsize: int | None = None,
+    ) -> zmq.Socket[Any]:
         assert self._ctx is not None
         sock: zmq.Socket[Any] = self._ctx.socket(kind)
+        made.append(sock)
         sock.linger = 0
         if kind == zmq.XSUB:
             sock.rcvhwm = self.hwm
@@ -156,9 +172,8 @@ class Proxy:
         try:
             sock.bind(address)
         except zmq.ZMQError as exc:
-            sock.close(0)
             raise ZaudioError(
-                f"cannot bind {address}: {exc.strerror} "
+                f"cannot bind the {what} port {address}: {exc.strerror} "
                 "(is another proxy running there? pick another --port or --host)"
             ) from exc
         return sock
