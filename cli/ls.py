@@ -9,6 +9,8 @@ from typing import Any
 import click
 from zaudio.cli.options import client_keys, keys_option, proxy_option
 
+from zaudio.listing import node_summary
+
 # Counters shown as columns, in this order, when any node has them.
 COUNTERS = ("sent", "received", "processed", "dropped", "gaps", "errors", "lag")
 
@@ -19,24 +21,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
     return str(value)
-
-
-def _topic(topic: str) -> str:
-    """``audio/mic\\0`` -> ``mic``; ``audio/lab-a/`` -> ``lab-a/*``; ``audio/`` -> ``*``."""
-    kind, _, rest = topic.partition("/")
-    exact = rest.endswith("\x00")
-    rest = rest.rstrip("\x00")
-    name = rest if exact else rest + "*"
-    return name if kind == "audio" else f"{kind}/{name}"
-
-
-def _what(node: dict[str, Any]) -> str:
-    """What a node publishes (streams) or reads (topics -> announced outputs)."""
-    published = [s.get("name", "?") for s in node.get("streams", [])]
-    topics = [_topic(t) for t in node.get("topics", [])]
-    if topics:
-        return ",".join(topics) + (" -> " + ",".join(published) if published else "")
-    return ",".join(published) or "-"
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -81,7 +65,7 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
         ]
         for n in sorted(nodes, key=lambda n: (str(n.get("role")), str(n.get("name")))):
             stats = n.get("stats") or {}
-            what = _what(n)
+            what = node_summary(n)
             up = now - n["since"] if isinstance(n.get("since"), int | float) else None
             rows.append(
                 [

@@ -21,7 +21,15 @@ from selenium.webdriver.support.ui import WebDriverWait
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.helpers import Listener, free_ports, listing, proxy_process, wait_node, wait_until
+from tests.helpers import (
+    Listener,
+    free_ports,
+    listing,
+    proxy_process,
+    spawn,
+    wait_node,
+    wait_until,
+)
 from tests.web_helpers import chromium, page_state, web_process
 from zaudio.bus import Outlet, Publisher
 from zaudio.client import request
@@ -235,6 +243,14 @@ def test_monitor_page_moves(bus: tuple[str, str]) -> None:
                     "return !!document.querySelector('[data-node=\"synth\"]')"
                 )
             )
+            # a processor's row says what it reads (its topics), as `zaudio ls` does
+            with spawn("process", "level", "--topic", "synth", "--name", "lvl", "--proxy", control):
+                cell = (
+                    "const r = document.querySelector('[data-node=\"lvl\"]');"
+                    "return r && r.cells[4].textContent;"
+                )
+                wait.until(lambda d: d.execute_script(cell))
+                assert driver.execute_script(cell) == "synth"
     finally:
         stop.set()
         synth.join(10)

@@ -4,7 +4,7 @@
 column a few times per second. :class:`Monitor` is a thread that owns an
 :class:`~zaudio.bus.Inlet` subscribed to every audio stream and every result,
 and a :class:`~zaudio.client.Requester` asking the proxy for ``list`` every
-second; it hands each update, a JSON text, to ``emit`` (the server's fan-out to
+second (each node gets ``what``, the summary ``zaudio ls`` shows too); it hands each update, a JSON text, to ``emit`` (the server's fan-out to
 the open monitor pages). The data path is never slowed by it: the proxy drops
 what a slow subscriber cannot take, and this thread only decimates.
 """
@@ -24,6 +24,7 @@ from zaudio.bus import Inlet
 from zaudio.client import Requester
 from zaudio.endpoints import resolve
 from zaudio.errors import ProxyError, RemoteProtocolError
+from zaudio.listing import node_summary
 from zaudio.protocol import AudioHeader, ResultHeader, decode, encode_json, subscription
 from zaudio.security import Keys
 
@@ -223,6 +224,9 @@ class Monitor:
                 inlet.connect(resolve(str(hello["sub"]), req.endpoint))
                 self._linked = True
             msg: dict[str, Any] = {"type": "list", **req.request({"op": "list"})}
+            for node in msg.get("nodes") or []:
+                if isinstance(node, dict):  # the page shows the same words as `zaudio ls`
+                    node["what"] = node_summary(node)
         except ProxyError as exc:
             self._linked = False
             msg = {"type": "list", "ok": False, "error": str(exc)}

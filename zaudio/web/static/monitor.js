@@ -1,5 +1,6 @@
 // The monitor page: one WebSocket (/ws/monitor) pushing JSON updates:
-//   {"type":"list", ok, nodes, streams}             every second (the proxy's list)
+//   {"type":"list", ok, nodes, streams}             every second (the proxy's list;
+//                                                   node.what: what `zaudio ls` shows)
 //   {"type":"levels", streams: {name: {rms, peak, db, freq, spec, ...}}}  ~15/s
 //   {"type":"results", results: [{processor, stream, t, data, ...}]}
 // Draws per-stream meters and scrolling spectrograms, and the results and nodes tables.
@@ -122,15 +123,12 @@ function onList(msg) {
   const now = Date.now() / 1000;
   const sorted = [...msg.nodes].sort((a, b) => (a.role + a.name).localeCompare(b.role + b.name));
   for (const n of sorted) {
-    const names = (n.streams || []).map((s) => s.name).concat(n.outputs || []);
-    const what = names.length ? names.join(", ")
-      : (n.topics || []).map((t) => t.replace("\u0000", "")).join(", ");
     const counters = Object.entries(n.stats || {})
       .filter(([, v]) => typeof v === "number")
       .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`).join(" · ");
     const up = typeof n.since === "number" ? `${Math.max(0, now - n.since).toFixed(0)} s` : "-";
     const tr = el("tr", { "data-node": n.name });
-    for (const cell of [n.role, n.name, n.host, n.pid, what || "-", up, counters]) {
+    for (const cell of [n.role, n.name, n.host, n.pid, n.what || "-", up, counters]) {
       tr.append(el("td", {}, String(cell)));
     }
     body.append(tr);

@@ -1,0 +1,31 @@
+"""How an entry of the proxy's ``list`` reads to a person, for ``zaudio ls`` and the monitor page.
+
+Sans-I/O: dicts in, strings out. A recorder is what it publishes (its streams); a
+processor is what it reads (its topics), then ``->`` and the streams it has
+published, if any: the output name it only reserved is not shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["node_summary", "topic_label"]
+
+
+def topic_label(topic: str) -> str:
+    """``audio/mic\\0`` -> ``mic``; ``audio/lab-a/`` -> ``lab-a/*``; ``audio/`` -> ``*``."""
+    kind, _, rest = topic.partition("/")
+    exact = rest.endswith("\x00")
+    rest = rest.rstrip("\x00")
+    name = rest if exact else rest + "*"
+    return name if kind == "audio" else f"{kind}/{name}"
+
+
+def node_summary(node: Mapping[str, Any]) -> str:
+    """What a node publishes (streams) or reads (topics -> published streams); ``-`` if none."""
+    published = [str(s.get("name", "?")) for s in node.get("streams") or []]
+    topics = [topic_label(str(t)) for t in node.get("topics") or []]
+    if topics:
+        return ",".join(topics) + (" -> " + ",".join(published) if published else "")
+    return ",".join(published) or "-"
