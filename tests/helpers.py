@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from zaudio._children import stop_process
-from zaudio.bus import Inlet, Outlet, confirm_subscriptions
 from zaudio.client import request
+from zaudio.connection import Connection
 from zaudio.endpoints import free_ports
-from zaudio.protocol import AudioHeader, ResultHeader, decode, subscription
+from zaudio.protocol import AudioHeader, ResultHeader, decode
 
 ROOT = Path(__file__).resolve().parent.parent
 ZAUDIO = [sys.executable, "-m", "zaudio"]
@@ -127,17 +127,9 @@ class Listener:
     """A subscriber on the bus whose subscriptions are proven in effect at the proxy."""
 
     def __init__(self, control: str, *patterns: str, timeout: float = 5) -> None:
-        hello = request(control, {"op": "hello"}, timeout=timeout)
-        self.inlet = Inlet()
-        self.inlet.connect(hello["sub"])
-        for p in patterns or ("*",):
-            self.inlet.subscribe(subscription(p))
-        outlet = Outlet()
-        try:
-            outlet.connect(hello["pub"])
-            assert confirm_subscriptions(self.inlet, outlet, timeout), "subscription not confirmed"
-        finally:
-            outlet.close(0)
+        self.conn = Connection(control, patterns or ("*",), keys=None)
+        self.inlet = self.conn.inlet
+        assert self.conn.open(timeout), "subscription not confirmed"
 
     def recv(self, timeout: float = 5) -> tuple[AudioHeader | ResultHeader, Any]:
         frames = self.inlet.recv(timeout)
@@ -161,7 +153,7 @@ class Listener:
         return out
 
     def close(self) -> None:
-        self.inlet.close()
+        self.conn.close(0)
 
     def __enter__(self) -> Listener:
         return self

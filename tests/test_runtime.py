@@ -12,10 +12,12 @@ import pytest
 from tests.helpers import Listener, listing, proxy_process, spawn, wait_node, wait_until
 from zaudio.bus import Publisher
 from zaudio.errors import ConfigError
+from zaudio.overrun import OverrunQueue
 from zaudio.protocol import AudioHeader
 from zaudio.proxy import Proxy
 from zaudio.runtime import Info, Processor, run_processor
 from zaudio.subscribe import subscribe
+from zaudio.tracking import StreamTracker
 
 RATE = 1000
 
@@ -136,11 +138,11 @@ def _header(seq: int) -> AudioHeader:
     ("policy", "kept"), [("drop-oldest", [6, 7, 8, 9]), ("drop-newest", [0, 1, 2, 3])]
 )
 def test_overrun_policy(policy: Any, kept: list[int]) -> None:
-    proc = Processor(lambda b: None, queue=4, on_overrun=policy)
+    q = OverrunQueue(4, policy, StreamTracker())
     for seq in range(10):
-        proc._enqueue((_header(seq), None))
-    assert [h.seq for h, _ in proc._queue] == kept
-    assert proc.dropped == 6
+        q.put((_header(seq), None))
+    assert [h.seq for h, _ in q.items] == kept
+    assert q.dropped == 6
 
 
 def test_bad_options() -> None:

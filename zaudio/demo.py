@@ -22,11 +22,12 @@ from typing import Any, TextIO
 import numpy as np
 
 from zaudio._children import stop_process
-from zaudio.bus import Inlet, Outlet, confirm_subscriptions
+from zaudio.bus import Inlet
 from zaudio.client import request
+from zaudio.connection import Connection
 from zaudio.endpoints import free_ports
 from zaudio.errors import RemoteProtocolError, ZaudioError
-from zaudio.protocol import AudioHeader, ResultHeader, decode, subscription
+from zaudio.protocol import AudioHeader, ResultHeader, decode
 
 __all__ = ["run_demo"]
 
@@ -195,29 +196,22 @@ def run_demo(
     state = _State()
     listen_stop = threading.Event()
     listener: threading.Thread | None = None
+    conn: Connection | None = None
     display = _Display(out)
     try:
         children.start("proxy", "proxy", "--port", str(base))
-        hello = _wait(
+        _wait(
             lambda: _try(lambda: request(control, {"op": "hello"}, timeout=0.5)),
             15,
             "the proxy to answer",
             children,
         )
         out.write(f"zaudio demo: proxy on {control}\n")
-        inlet = Inlet()
-        inlet.connect(hello["sub"])
-        for pattern in (STREAM, "result/level", "result/vad"):
-            inlet.subscribe(subscription(pattern))
-        probe = Outlet()
-        try:
-            probe.connect(hello["pub"])
-            if not confirm_subscriptions(inlet, probe, 10):
-                raise ZaudioError("demo: the proxy did not confirm the demo's subscriptions")
-        finally:
-            probe.close(0)
+        conn = Connection(control, [STREAM, "result/level", "result/vad"], keys=None)
+        if not conn.open(timeout=10):
+            raise ZaudioError("demo: the proxy did not confirm the demo's subscriptions")
         listener = threading.Thread(
-            target=_listen, args=(inlet, state, listen_stop, rate), daemon=True
+            target=_listen, args=(conn.inlet, state, listen_stop, rate), daemon=True
         )
         listener.start()
         children.start("level", "process", "level", "--topic", STREAM, "--window", "50ms")
@@ -270,6 +264,8 @@ def run_demo(
         listen_stop.set()
         if listener is not None:
             listener.join(2)
+        if conn is not None:
+            conn.close(0)
         children.stop_all()
 
 

@@ -14,12 +14,14 @@ from typing import Any
 
 import zmq
 
+from zaudio.bus import recv_message
 from zaudio.client import NodeClient
+from zaudio.connection import Connection, topic_patterns
 from zaudio.errors import RemoteProtocolError
 from zaudio.protocol import AudioHeader, decode
-from zaudio.runtime import Connection, Info, _frames, _topic_patterns, _Track, windows
 from zaudio.security import Keys
-from zaudio.windows import Windower
+from zaudio.tracking import CONFIRMED, GAP, IN_ORDER, RESTART, SKIP, Info, StreamTracker, info_of
+from zaudio.windows import Windows, check_window
 
 __all__ = ["subscribe"]
 
@@ -62,7 +64,7 @@ def subscribe(
         The node name shown by ``zaudio ls``.
     stats : dict, optional
         Filled with the counters (``received``, ``gaps``, ``lost_frames``,
-        ``malformed``) as they change.
+        ``rejected``, ``malformed``; see :mod:`zaudio.tracking`) as they change.
 
     Yields
     ------
@@ -70,16 +72,26 @@ def subscribe(
         float32, shape ``(frames, channels)``, read-only.
     info : Info
         The header fields, plus ``gap`` and ``restart`` flags.
+
+    Raises
+    ------
+    ConfigError
+        For the same mistakes :class:`~zaudio.Processor` rejects: an invalid
+        topic pattern, window or hop, or a hop without a window.
     """
-    if hop is not None and window is None:
-        raise ValueError("hop needs window")
-    hop = hop if hop is not None else window
-    if window is not None:
-        _frames(window, 48000, "window")
-        _frames(hop, 48000, "hop")  # type: ignore[arg-type]
+    spec = check_window(window, hop)
+    windows = Windows(*spec) if spec is not None else None
+    tracker = StreamTracker()
     counters = stats if stats is not None else {}
-    counters.update(received=0, gaps=0, lost_frames=0, malformed=0)
-    conn = Connection(proxy, _topic_patterns(topics), keys=keys)
+    counters.update(received=0, gaps=0, lost_frames=0, rejected=0, malformed=0)
+
+    def count() -> dict[str, Any]:
+        counters.update(
+            gaps=tracker.gaps, lost_frames=tracker.lost_frames, rejected=tracker.rejected
+        )
+        return dict(counters)
+
+    conn = Connection(proxy, topic_patterns(topics), keys=keys)
     client: NodeClient | None = None
     try:
         conn.open()
@@ -87,18 +99,16 @@ def subscribe(
             proxy,
             role="subscriber",
             name=name,
-            registration=lambda: {"topics": [p.decode() for p in conn.prefixes]},
-            stats=lambda: dict(counters),
+            registration=lambda: {"topics": conn.topics()},
+            stats=count,
             keys=keys,
         ).start()
         sock = conn.sock
         if timeout is not None:
             sock.rcvtimeo = int(timeout * 1000)
-        tracks: dict[str, _Track] = {}
-        windowers: dict[str, Windower] = {}
         while True:
             try:
-                frames = sock.recv_multipart(copy=False)
+                frames = recv_message(sock)
             except zmq.Again:
                 return
             try:
@@ -110,27 +120,28 @@ def subscribe(
             if type(h) is not AudioHeader:
                 continue
             counters["received"] += 1
-            gap = restart = False
-            track = tracks.get(h.stream)
-            if track is None or track.src != h.src:
-                restart = track is not None
-                tracks[h.stream] = _Track(h)
-            else:
-                if h.seq != track.seq or h.index != track.index:
-                    gap = True
-                    missing = h.seq - track.seq
-                    counters["gaps"] += missing if missing > 0 else 1
-                    counters["lost_frames"] += max(h.index - track.index, 0)
-                track.seq = h.seq + 1
-                track.index = h.index + h.frames
-            if window is None:
-                yield block, Info(
-                    h.v, h.stream, h.src, h.seq, h.index, h.t, h.rate, h.channels, h.frames,
-                    gap, restart,
-                )  # fmt: skip
-            else:
-                yield from windows(windowers, h, block, gap, restart, window, hop)
+            verdict = tracker.follow(h, block)
+            if verdict == SKIP:
+                count()
+                continue
+            if verdict == CONFIRMED:
+                held_h, held_block = tracker.release()
+                yield from _deliver(windows, held_h, held_block, True, False)
+            if verdict != IN_ORDER:
+                count()
+            yield from _deliver(windows, h, block, verdict == GAP, verdict == RESTART)
     finally:
+        tracker.close()
+        count()
         if client is not None:
             client.close()
         conn.close(0)
+
+
+def _deliver(
+    windows: Windows | None, h: AudioHeader, block: Any, gap: bool, restart: bool
+) -> Iterator[tuple[Any, Info]]:
+    if windows is None:
+        yield block, info_of(h, gap, restart)
+    else:
+        yield from windows.feed(h, block, gap, restart)

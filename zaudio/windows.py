@@ -10,6 +10,10 @@ On a gap (frames lost upstream or dropped by the processor's queue) and on a
 restart (a new ``src``), the partial window is discarded: the next window starts
 at the first frame after the gap, and its ``gap`` (or ``restart``) flag is set.
 Windows never straddle a gap and are never zero-filled.
+
+:class:`Windows` holds one :class:`Windower` per stream and is fed by one call,
+:meth:`Windows.feed`, from every receiving node (processors and
+:func:`zaudio.subscribe` alike).
 """
 
 from __future__ import annotations
@@ -21,7 +25,82 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Windower"]
+from zaudio.errors import ConfigError
+from zaudio.protocol import AudioHeader
+from zaudio.tracking import Info
+from zaudio.units import parse_block
+
+__all__ = ["Windower", "Windows", "check_window", "window_frames"]
+
+
+def window_frames(spec: str | float | int, rate: int, what: str) -> int:
+    """Frames in a window or hop spec at ``rate``: a duration (``"25ms"``, seconds as
+    a float) or a frame count (int or ``"1200"``). Raises ConfigError."""
+    if isinstance(spec, float):
+        spec = f"{spec}s"
+    return parse_block(spec, rate, what)
+
+
+def check_window(
+    window: str | float | None, hop: str | float | None
+) -> tuple[str | float, str | float] | None:
+    """``(window, hop)`` checked (at 48 kHz, so a typo fails before connecting), or None.
+
+    ``hop`` defaults to ``window``. Raises ConfigError for a ``hop`` without a
+    ``window`` and for a spec that is not a duration or a frame count.
+    """
+    if window is None:
+        if hop is not None:
+            raise ConfigError("--hop needs --window")
+        return None
+    hop = window if hop is None else hop
+    window_frames(window, 48000, "window")
+    window_frames(hop, 48000, "hop")
+    return window, hop
+
+
+class Windows:
+    """The windows of every stream a node receives, fed one block at a time.
+
+    Parameters
+    ----------
+    window, hop : str or float or int
+        As for :func:`window_frames`, converted at each stream's own rate.
+    """
+
+    __slots__ = ("_streams", "hop", "window")
+
+    def __init__(self, window: str | float | int, hop: str | float | int) -> None:
+        self.window = window
+        self.hop = hop
+        self._streams: dict[str, Windower] = {}
+
+    def feed(
+        self, h: AudioHeader, block: npt.NDArray[np.float32], gap: bool, restart: bool
+    ) -> Iterator[tuple[npt.NDArray[np.float32], Info]]:
+        """Feed one block to its stream's :class:`Windower`; yield ``(window, info)``.
+
+        A gap or restart is reported on the next window that is emitted, even when
+        the block that revealed it was too short to complete one.
+        """
+        w = self._streams.get(h.stream)
+        if w is None or w.channels != h.channels or restart:
+            w = self._streams[h.stream] = Windower(
+                window_frames(self.window, h.rate, "window"),
+                window_frames(self.hop, h.rate, "hop"),
+                h.channels,
+            )
+        elif gap:
+            w.reset()
+        gap = w.gap = w.gap or gap
+        restart = w.restart = w.restart or restart
+        for data, index, seq, t in w.push(block, h.index, h.seq, h.t, h.rate):
+            info = Info(
+                h.v, h.stream, h.src, seq, index, t, h.rate, h.channels, data.shape[0],
+                gap, restart,
+            )  # fmt: skip
+            gap = restart = w.gap = w.restart = False
+            yield data, info
 
 
 class Windower:

@@ -1,0 +1,111 @@
+"""A processor's outputs: what its function returns goes back on the bus.
+
+A float32 array becomes a block of the processor's audio stream (``output``,
+announced to the proxy when its first array goes out, carrying the input's
+``t`` and ``index``); anything else JSON-able becomes a result on
+``result/<name>``. Both leave through the processor's :class:`~zaudio.bus.Outlet`,
+from the worker thread that owns it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from zaudio.bus import Outlet
+from zaudio.client import NodeClient
+from zaudio.errors import LocalProtocolError
+from zaudio.protocol import AudioStream, ResultStream
+from zaudio.tracking import Info
+
+__all__ = ["Outputs"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two logged results that could not be published (others are counted).
+ERROR_LOG_INTERVAL = 5.0
+
+
+class Outputs:
+    """Results and audio of one processor, sent on its outlet.
+
+    Parameters
+    ----------
+    name : str
+        The processor's name (results go to ``result/<name>``).
+    output : str or None
+        The audio stream arrays are published as; None: arrays are not published
+        (counted in :attr:`unsent`).
+    outlet : Outlet
+        The processor's connected outlet.
+    client : NodeClient
+        The processor's node client, which announces the audio stream.
+
+    Attributes
+    ----------
+    published, unsent, failed : int
+        Messages sent; not sent (the proxy's queue was full, or no ``output``);
+        returned values that could not be encoded (not JSON-able, too big).
+    """
+
+    def __init__(self, name: str, output: str | None, outlet: Outlet, client: NodeClient) -> None:
+        self.output = output
+        self.outlet = outlet
+        self.client = client
+        self.results = ResultStream(name)
+        self.name = name
+        self._audio: AudioStream | None = None
+        self.published = 0
+        self.unsent = 0
+        self.failed = 0
+        self._last_log = -ERROR_LOG_INTERVAL
+
+    def publish(self, out: Any, info: Info) -> None:
+        """Send what the function returned for the block (or window) ``info`` describes."""
+        try:
+            if isinstance(out, np.ndarray) and out.dtype == np.float32:
+                frames = self._audio_frames(out, info)
+                if frames is None:
+                    return
+            else:
+                frames = self.results.encode(
+                    out, stream=info.stream, index=info.index, frames=info.frames, t=info.t
+                )
+        except LocalProtocolError as exc:
+            self.failed += 1
+            self._log_failure(exc, info)
+            return
+        outlet = self.outlet
+        outlet.pump()
+        if outlet.send(frames):
+            self.published += 1
+        else:
+            self.unsent += 1
+
+    def _audio_frames(self, out: np.ndarray[Any, Any], info: Info) -> list[Any] | None:
+        if self.output is None:
+            self.unsent += 1
+            return None
+        channels = out.shape[1] if out.ndim == 2 else 1
+        stream = self._audio
+        if stream is None or stream.rate != info.rate or stream.channels != channels:
+            stream = self._audio = AudioStream(self.output, info.rate, channels)
+            self.client.update(
+                streams=[{"name": self.output, "rate": info.rate, "channels": channels}]
+            )
+        return stream.encode(out, info.t, index=info.index)
+
+    def _log_failure(self, exc: Exception, info: Info) -> None:
+        now = time.monotonic()
+        if now - self._last_log >= ERROR_LOG_INTERVAL:
+            log.error(
+                "processor %r returned something it cannot publish (stream %r seq %d): %s",
+                self.name,
+                info.stream,
+                info.seq,
+                exc,
+            )
+            self._last_log = now

@@ -1,0 +1,223 @@
+"""Stream tracking: where each stream's next block should be, and what a block that is not there means.
+
+One :class:`StreamTracker` serves every receiving node (:class:`~zaudio.Processor`
+and :func:`zaudio.subscribe`). For each stream it keeps the position of the next
+block (``src``, ``seq``, ``index``) and sorts every arriving block by its header:
+
+- **in order** (same ``src``, ``seq`` and ``index`` where expected): delivered.
+- **a restart** (a new ``src``): a new publisher run; delivered with ``restart``.
+- **explained by our own drops** (the jump is exactly what this node's overrun
+  queue dropped, :meth:`StreamTracker.own_drop`): delivered with ``gap``; nothing
+  is counted as lost upstream.
+- **behind** the position (``seq`` or ``index`` before it: a duplicate, a replay,
+  a reordered or forged block): counted in ``rejected`` and dropped; the position
+  does not move.
+- **ahead** of the position, unexplained: held, not delivered, until the next
+  block of that ``src`` says what it was. If that block continues the held one, the
+  jump was real (frames lost upstream): the held block is released with ``gap``
+  (counted in ``gaps`` and ``lost_frames``), then the new one. If it continues the
+  old position instead, the held block was a stray (a forged block carrying a
+  live ``src``): counted in ``rejected`` and dropped, and the genuine stream goes
+  on as if it had never come. So one block can never move a stream's position by
+  itself, at the cost of one block of delay after a genuine gap. A block still
+  held when its stream restarts or the node stops is counted in ``rejected``.
+
+Every delivered block is also checked for NaN and infinite samples (one dot
+product of the block with itself, ~0.5 us; an exact count only when it is not
+finite), counted per stream in
+:attr:`StreamTracker.nonfinite`.
+
+:class:`Info` is what a processor gets beside each block: the header's fields
+and the tracker's verdict (``gap``, ``restart``).
+"""
+
+from __future__ import annotations
+
+from math import isfinite
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+
+from zaudio.protocol import AudioHeader
+
+__all__ = ["CONFIRMED", "GAP", "IN_ORDER", "RESTART", "SKIP", "Info", "StreamTracker", "info_of"]
+
+#: What :meth:`StreamTracker.follow` says about a block (plain ints: no allocation).
+SKIP: Final = -1  # held or rejected: do not deliver it (now)
+IN_ORDER: Final = 0
+GAP: Final = 1
+RESTART: Final = 2
+#: The held block (:meth:`StreamTracker.release`) goes first, with ``gap``; then this one.
+CONFIRMED: Final = 3
+
+
+class Info(msgspec.Struct, frozen=True, gc=False):
+    """What a processor knows about the block (or window) it is given.
+
+    Attributes
+    ----------
+    v, stream, src, seq, index, t, rate, channels, frames
+        The audio header's fields (docs/protocol.md); for a window, those of its
+        first frame (``index`` and ``t`` of that frame, ``seq`` of the block
+        holding it) and ``frames`` the window length.
+    gap : bool
+        Frames of this stream were lost just before this block or window (upstream,
+        or dropped by this processor's queue); a window after a gap starts afresh.
+    restart : bool
+        The first block of a new publisher run (a new ``src``) after an earlier one.
+    """
+
+    v: int
+    stream: str
+    src: str
+    seq: int
+    index: int
+    t: float
+    rate: int
+    channels: int
+    frames: int
+    gap: bool = False
+    restart: bool = False
+
+
+def info_of(h: AudioHeader, gap: bool, restart: bool) -> Info:
+    """The :class:`Info` of a whole block."""
+    return Info(
+        h.v, h.stream, h.src, h.seq, h.index, h.t, h.rate, h.channels, h.frames, gap, restart
+    )
+
+
+class _Track:
+    """One stream: the next expected ``src``/``seq``/``index``, our own drops, a held block."""
+
+    __slots__ = ("held", "index", "nonfinite", "own_frames", "own_msgs", "seq", "src")
+
+    def __init__(self, h: AudioHeader) -> None:
+        self.src = h.src
+        self.seq = h.seq + 1
+        self.index = h.index + h.frames
+        self.own_msgs = 0
+        self.own_frames = 0
+        self.held: tuple[AudioHeader, Any] | None = None
+        self.nonfinite = 0
+
+
+class StreamTracker:
+    """The position of every stream a node receives, and the counters of what broke it.
+
+    Not thread-safe: one thread (or one lock) at a time, like the socket it serves.
+
+    Attributes
+    ----------
+    gaps, lost_frames : int
+        Blocks and frames lost upstream (confirmed jumps, not our own drops).
+    rejected : int
+        Blocks dropped because they disagreed with their stream's position.
+    """
+
+    __slots__ = ("_released", "_tracks", "gaps", "lost_frames", "rejected")
+
+    def __init__(self) -> None:
+        self._tracks: dict[str, _Track] = {}
+        self._released: tuple[AudioHeader, Any] | None = None
+        self.gaps = 0
+        self.lost_frames = 0
+        self.rejected = 0
+
+    def follow(self, h: AudioHeader, block: Any) -> int:
+        """Sort one block: :data:`IN_ORDER`, :data:`GAP`, :data:`RESTART`, :data:`SKIP`
+        or :data:`CONFIRMED` (then :meth:`release` the held block first)."""
+        track = self._tracks.get(h.stream)
+        if track is not None and h.src == track.src:
+            if h.seq == track.seq and h.index == track.index:
+                if track.held is not None:
+                    track.held = None  # the stream went on without it: a stray
+                    self.rejected += 1
+                verdict = IN_ORDER
+            else:
+                verdict = self._discontinuity(h, block, track)
+                if verdict == SKIP:
+                    return SKIP
+            track.seq = h.seq + 1
+            track.index = h.index + h.frames
+        else:
+            verdict = IN_ORDER
+            if track is not None:
+                verdict = RESTART
+                if track.held is not None:
+                    self.rejected += 1  # never confirmed before the run ended
+            nonfinite = track.nonfinite if track is not None else 0
+            track = self._tracks[h.stream] = _Track(h)
+            track.nonfinite = nonfinite
+        if block is not None:
+            track.nonfinite += _nonfinite(block)
+        return verdict
+
+    def _discontinuity(self, h: AudioHeader, block: Any, track: _Track) -> int:
+        held = track.held
+        if held is not None:
+            hh = held[0]
+            track.held = None
+            if h.seq == hh.seq + 1 and h.index == hh.index + hh.frames:
+                # confirmed: the jump to the held block was real
+                self._count_loss(hh, track)
+                self._released = held
+                if held[1] is not None:
+                    track.nonfinite += _nonfinite(held[1])
+                return CONFIRMED
+            self.rejected += 1  # neither the old position nor the held one: drop the held
+        if h.seq < track.seq or h.index < track.index:
+            self.rejected += 1  # behind: a duplicate, a replay, or forged
+            return SKIP
+        missing = h.seq - track.seq
+        lost = h.index - track.index
+        if missing == track.own_msgs and lost == track.own_frames:
+            track.own_msgs = track.own_frames = 0
+            return GAP  # exactly what our own queue dropped
+        track.held = (h, block)
+        return SKIP
+
+    def _count_loss(self, h: AudioHeader, track: _Track) -> None:
+        missing = h.seq - track.seq - track.own_msgs
+        lost = h.index - track.index - track.own_frames
+        track.own_msgs = track.own_frames = 0
+        self.gaps += missing if missing > 0 else 1
+        self.lost_frames += lost if lost > 0 else 0
+
+    def release(self) -> tuple[AudioHeader, Any]:
+        """The held block a :data:`CONFIRMED` verdict let go (deliver it with ``gap``)."""
+        released = self._released
+        assert released is not None
+        self._released = None
+        return released
+
+    def own_drop(self, h: AudioHeader) -> None:
+        """This node dropped ``h`` itself (overrun): the jump it leaves is not upstream loss."""
+        track = self._tracks.get(h.stream)
+        if track is not None and track.src == h.src:
+            track.own_msgs += 1
+            track.own_frames += h.frames
+
+    def held(self) -> int:
+        """Blocks held now, waiting for the next block of their stream to confirm them."""
+        return sum(1 for t in self._tracks.values() if t.held is not None)
+
+    def close(self) -> None:
+        """Count every block still held as rejected (it was never confirmed)."""
+        for track in self._tracks.values():
+            if track.held is not None:
+                track.held = None
+                self.rejected += 1
+
+    def nonfinite(self) -> dict[str, int]:
+        """NaN or infinite samples received so far, per stream (streams with none left out)."""
+        return {name: t.nonfinite for name, t in self._tracks.items() if t.nonfinite}
+
+
+def _nonfinite(block: Any) -> int:
+    """NaN and infinite samples in ``block``: a dot product first, an exact count if needed."""
+    flat = block.reshape(-1)
+    if isfinite(flat.dot(flat)):  # NaN and inf survive it; huge finite values overflow
+        return 0
+    return int(block.size - np.count_nonzero(np.isfinite(block)))
