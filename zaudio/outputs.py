@@ -9,8 +9,6 @@ from the worker thread that owns it.
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
 import numpy as np
@@ -18,15 +16,11 @@ import numpy as np
 from zaudio.bus import Outlet
 from zaudio.client import NodeClient
 from zaudio.errors import LocalProtocolError
+from zaudio.failures import Failures
 from zaudio.protocol import AudioStream, ResultStream
 from zaudio.tracking import Info
 
 __all__ = ["Outputs"]
-
-log = logging.getLogger(__name__)
-
-#: Seconds between two logged results that could not be published (others are counted).
-ERROR_LOG_INTERVAL = 5.0
 
 
 class Outputs:
@@ -43,15 +37,23 @@ class Outputs:
         The processor's connected outlet.
     client : NodeClient
         The processor's node client, which announces the audio stream.
+    failures : Failures
+        Counts (and logs) a returned value that cannot be published.
 
     Attributes
     ----------
-    published, unsent, failed : int
-        Messages sent; not sent (the proxy's queue was full, or no ``output``);
-        returned values that could not be encoded (not JSON-able, too big).
+    published, unsent : int
+        Messages sent; not sent (the proxy's queue was full, or no ``output``).
     """
 
-    def __init__(self, name: str, output: str | None, outlet: Outlet, client: NodeClient) -> None:
+    def __init__(
+        self,
+        name: str,
+        output: str | None,
+        outlet: Outlet,
+        client: NodeClient,
+        failures: Failures,
+    ) -> None:
         self.output = output
         self.outlet = outlet
         self.client = client
@@ -60,8 +62,7 @@ class Outputs:
         self._audio: AudioStream | None = None
         self.published = 0
         self.unsent = 0
-        self.failed = 0
-        self._last_log = -ERROR_LOG_INTERVAL
+        self.failures = failures
 
     def publish(self, out: Any, info: Info) -> None:
         """Send what the function returned for the block (or window) ``info`` describes."""
@@ -75,8 +76,7 @@ class Outputs:
                     out, stream=info.stream, index=info.index, frames=info.frames, t=info.t
                 )
         except LocalProtocolError as exc:
-            self.failed += 1
-            self._log_failure(exc, info)
+            self.failures.unpublishable(exc, info)
             return
         outlet = self.outlet
         outlet.pump()
@@ -97,15 +97,3 @@ class Outputs:
                 streams=[{"name": self.output, "rate": info.rate, "channels": channels}]
             )
         return stream.encode(out, info.t, index=info.index)
-
-    def _log_failure(self, exc: Exception, info: Info) -> None:
-        now = time.monotonic()
-        if now - self._last_log >= ERROR_LOG_INTERVAL:
-            log.error(
-                "processor %r returned something it cannot publish (stream %r seq %d): %s",
-                self.name,
-                info.stream,
-                info.seq,
-                exc,
-            )
-            self._last_log = now

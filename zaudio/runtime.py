@@ -25,14 +25,15 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 import zmq
 
 from zaudio.bus import recv_message
 from zaudio.client import NodeClient
 from zaudio.connection import Connection, topic_patterns
-from zaudio.errors import ConfigError, LocalProtocolError, ProcessorFailed, RemoteProtocolError
+from zaudio.errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from zaudio.failures import Failures, OnError
 from zaudio.importer import Loaded, default_name, load_processor
 from zaudio.outputs import Outputs
 from zaudio.overrun import SLOW_CALL, OverrunPolicy, OverrunQueue
@@ -47,11 +48,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds a blocking receive waits before the loop checks whether to stop.
 IDLE = 0.1
-#: Seconds between two logged failures of the user function (others are counted).
-ERROR_LOG_INTERVAL = 5.0
-
 Overrun = OverrunPolicy
-OnError = Literal["log", "stop"]
 
 
 class Processor:
@@ -141,12 +138,10 @@ class Processor:
         self.tracker = StreamTracker()
         self.overrun = OverrunQueue(queue, on_overrun, self.tracker)
         self._publishes_audio = True  # False once the output name turned out taken
+        self.failures = Failures(self.name, on_error)
         self._set_up = False
-        self._last_error_log = -ERROR_LOG_INTERVAL
-        self._unlogged_errors = 0
         self.received = 0
         self.processed = 0
-        self.failed = 0
         self.malformed = 0
         self.ignored = 0
         self._last_end = 0.0  # end time (t + duration) of the last block processed
@@ -170,7 +165,7 @@ class Processor:
         """
         n = self.processed
         tracker, outputs = self.tracker, self.outputs
-        failed = self.failed + (outputs.failed if outputs is not None else 0)
+        failed = self.failures.failed
         return {
             "received": self.received,
             "processed": n,
@@ -262,7 +257,7 @@ class Processor:
             if not self._await_registration(client):
                 return
             output = self.output if self._publishes_audio else None
-            self.outputs = Outputs(self.name, output, conn.outlet, client)
+            self.outputs = Outputs(self.name, output, conn.outlet, client, self.failures)
             known = conn.matching_streams()
             if known:
                 log.info(
@@ -278,7 +273,7 @@ class Processor:
             self._stop.set()
             self.overrun.join()
             self.tracker.close()
-            self._close_user()
+            self.failures.close(self.loaded.close)
             if client is not None:
                 client.close()
             conn.close()
@@ -307,14 +302,6 @@ class Processor:
                     continue
                 raise refused
         return False
-
-    def _close_user(self) -> None:
-        close = self.loaded.close
-        if close is not None:
-            try:
-                close()
-            except Exception:
-                log.exception("close() of processor %r failed", self.name)
 
     # -- the delivery path -------------------------------------------------------
 
@@ -387,9 +374,10 @@ class Processor:
 
     def _call(self, block: Any, info: Info, outputs: Outputs) -> None:
         """One call of the function; its result goes to ``outputs``."""
-        if not self._set_up:
-            self._setup(info)
         loaded = self.loaded
+        if not self._set_up:
+            self._set_up = True
+            self.failures.setup(loaded.setup, info)
         overrun = self.overrun
         audio = info.frames / info.rate
         overrun.budget = audio if audio > SLOW_CALL else SLOW_CALL
@@ -398,7 +386,7 @@ class Processor:
             out = loaded.call(block, info) if loaded.takes_info else loaded.call(block)
         except Exception as exc:
             overrun.busy = 0.0
-            self._failed(exc, info)
+            self.failures.call_failed(exc, info)
             return
         done = time.perf_counter()
         overrun.busy = 0.0
@@ -409,49 +397,6 @@ class Processor:
         self._last_done = done
         if out is not None:
             outputs.publish(out, info)
-
-    def _setup(self, info: Info) -> None:
-        self._set_up = True
-        setup = self.loaded.setup
-        if setup is not None:
-            try:
-                setup(info)
-            except ConfigError:
-                raise  # a parameter that does not fit this stream: one line, exit 2
-            except Exception as exc:
-                raise ProcessorFailed(
-                    f"setup() of processor {self.name!r} failed: {exc!r}"
-                ) from exc
-
-    def _failed(self, exc: Exception, info: Info) -> None:
-        self.failed += 1
-        if self.on_error == "stop":
-            log.error(
-                "processor %r failed on %s seq %d", self.name, info.stream, info.seq, exc_info=exc
-            )
-            raise ProcessorFailed(
-                f"processor {self.name!r} raised on stream {info.stream!r} seq {info.seq}: "
-                f"{exc!r} (--on-error stop)"
-            ) from exc
-        now = time.monotonic()
-        if now - self._last_error_log >= ERROR_LOG_INTERVAL:
-            more = (
-                f" ({self._unlogged_errors} more failures not shown)"
-                if self._unlogged_errors
-                else ""
-            )
-            log.error(
-                "processor %r raised on stream %r seq %d%s",
-                self.name,
-                info.stream,
-                info.seq,
-                more,
-                exc_info=exc,
-            )
-            self._last_error_log = now
-            self._unlogged_errors = 0
-        else:
-            self._unlogged_errors += 1
 
 
 def _valid(name: str, what: str) -> str:

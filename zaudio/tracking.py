@@ -22,9 +22,9 @@ block (``src``, ``seq``, ``index``) and sorts every arriving block by its header
   itself, at the cost of one block of delay after a genuine gap. A block still
   held when its stream restarts or the node stops is counted in ``rejected``.
 
-Every delivered block is also checked for NaN and infinite samples (one dot
-product of the block with itself, ~0.5 us; an exact count only when it is not
-finite), counted per stream in
+Every delivered block is also checked for NaN and infinite samples (one
+``isfinite(...).all()``, ~1.5 us for 10 ms of stereo; an exact count only when
+it fails), counted per stream in
 :attr:`StreamTracker.nonfinite`.
 
 :class:`Info` is what a processor gets beside each block: the header's fields
@@ -33,7 +33,6 @@ and the tracker's verdict (``gap``, ``restart``).
 
 from __future__ import annotations
 
-from math import isfinite
 from typing import Any, Final
 
 import msgspec
@@ -216,8 +215,8 @@ class StreamTracker:
 
 
 def _nonfinite(block: Any) -> int:
-    """NaN and infinite samples in ``block``: a dot product first, an exact count if needed."""
-    flat = block.reshape(-1)
-    if isfinite(flat.dot(flat)):  # NaN and inf survive it; huge finite values overflow
+    """NaN and infinite samples in ``block``: one check, an exact count only if it fails."""
+    finite = np.isfinite(block)  # no warnings, whatever the values (a sum or dot can overflow)
+    if finite.all():
         return 0
-    return int(block.size - np.count_nonzero(np.isfinite(block)))
+    return int(finite.size - np.count_nonzero(finite))

@@ -1,0 +1,99 @@
+"""The stream tracker: in order, gaps confirmed by the next block, strays rejected, NaN counted."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from zaudio.protocol import AudioHeader
+from zaudio.tracking import CONFIRMED, GAP, IN_ORDER, RESTART, SKIP, StreamTracker
+
+FRAMES = 10
+
+
+def hdr(seq: int, index: int | None = None, src: str = "a", stream: str = "s") -> AudioHeader:
+    return AudioHeader(
+        v=1, stream=stream, src=src, seq=seq, index=seq * FRAMES if index is None else index,
+        t=0.0, rate=1000, channels=1, frames=FRAMES, dtype="float32",
+    )  # fmt: skip
+
+
+def test_in_order_and_restart() -> None:
+    tr = StreamTracker()
+    assert [tr.follow(hdr(k), None) for k in range(3)] == [IN_ORDER] * 3
+    assert tr.follow(hdr(0, src="b"), None) == RESTART
+    assert tr.follow(hdr(1, src="b"), None) == IN_ORDER
+    assert (tr.gaps, tr.lost_frames, tr.rejected) == (0, 0, 0)
+
+
+def test_a_genuine_gap_is_confirmed_by_the_next_block() -> None:
+    tr = StreamTracker()
+    for k in range(3):
+        tr.follow(hdr(k), None)
+    held = np.ones((FRAMES, 1), np.float32)
+    assert tr.follow(hdr(5), held) == SKIP  # held until the next block says what it was
+    assert tr.held() == 1
+    assert tr.follow(hdr(6), None) == CONFIRMED
+    h, block = tr.release()
+    assert h.seq == 5 and block is held
+    assert (tr.gaps, tr.lost_frames, tr.rejected, tr.held()) == (2, 2 * FRAMES, 0, 0)
+    assert tr.follow(hdr(7), None) == IN_ORDER
+
+
+def test_one_forged_block_ahead_is_rejected_and_does_not_move_the_stream() -> None:
+    tr = StreamTracker()
+    for k in range(3):
+        tr.follow(hdr(k), None)
+    forged = hdr(3, index=3 * FRAMES + 11 * 1000)  # 11 s ahead
+    assert tr.follow(forged, None) == SKIP
+    # the genuine stream goes on from where it was
+    assert [tr.follow(hdr(k), None) for k in range(3, 6)] == [IN_ORDER] * 3
+    assert (tr.gaps, tr.lost_frames, tr.rejected) == (0, 0, 1)
+
+
+def test_blocks_behind_the_position_are_rejected() -> None:
+    tr = StreamTracker()
+    for k in range(4):
+        tr.follow(hdr(k), None)
+    assert tr.follow(hdr(1), None) == SKIP  # a replay
+    assert tr.follow(hdr(4, index=0), None) == SKIP  # seq right, index behind
+    assert tr.follow(hdr(4), None) == IN_ORDER
+    assert (tr.gaps, tr.rejected) == (0, 2)
+
+
+def test_own_drops_are_a_gap_at_once_and_not_upstream_loss() -> None:
+    tr = StreamTracker()
+    tr.follow(hdr(0), None)
+    tr.own_drop(hdr(1))
+    tr.own_drop(hdr(2))
+    assert tr.follow(hdr(3), None) == GAP
+    assert (tr.gaps, tr.lost_frames, tr.rejected) == (0, 0, 0)
+    # own drops plus upstream loss: held, then counted as the upstream part only
+    tr.own_drop(hdr(4))
+    assert tr.follow(hdr(6), None) == SKIP
+    assert tr.follow(hdr(7), None) == CONFIRMED
+    tr.release()
+    assert (tr.gaps, tr.lost_frames) == (1, FRAMES)
+
+
+def test_a_held_block_never_confirmed_is_counted_at_close_and_at_restart() -> None:
+    tr = StreamTracker()
+    tr.follow(hdr(0), None)
+    assert tr.follow(hdr(9), None) == SKIP
+    tr.close()
+    assert tr.rejected == 1 and tr.held() == 0
+    assert tr.follow(hdr(20), None) == SKIP
+    assert tr.follow(hdr(0, src="new"), None) == RESTART
+    assert tr.rejected == 2
+
+
+def test_nonfinite_samples_are_counted_per_stream() -> None:
+    tr = StreamTracker()
+    ok = np.zeros((FRAMES, 1), np.float32)
+    bad = ok.copy()
+    bad[[1, 4, 7]] = [[np.nan], [np.inf], [-np.inf]]
+    huge = np.full((FRAMES, 1), 3e38, np.float32)  # finite, though its squares overflow
+    tr.follow(hdr(0), ok)
+    tr.follow(hdr(1), bad)
+    tr.follow(hdr(2), huge)
+    tr.follow(hdr(0, stream="t"), ok)
+    assert tr.nonfinite() == {"s": 3}
