@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 
 import numpy as np
@@ -87,6 +88,19 @@ def test_result_encode_exact_frames() -> None:
         b'{"kind":"result","v":1,"processor":"level","stream":"mic","src":"r1","seq":0,'
         b'"index":480,"frames":480,"t":2.0,"data":{"rms":0.5,"v":[1,2]}}'
     )
+
+
+def test_result_nan_and_inf_are_sent_as_null_and_counted() -> None:
+    r = ResultStream("x", src="r1")
+    data = {"a": math.nan, "b": [1.0, math.inf, None], "c": np.array([-np.inf, 2.0]),
+            "d": np.float32("nan"), "e": (np.float64(3.0),), "f": "nan"}  # fmt: skip
+    _, header, _ = r.encode(data, stream="mic", index=0, frames=1, t=0.0)
+    assert header.endswith(
+        b'"data":{"a":null,"b":[1.0,null,null],"c":[null,2.0],"d":null,"e":[3.0],"f":"nan"}}'
+    )
+    assert r.nonfinite == 4  # the None and the string "nan" are not numbers
+    r.encode({"ok": [0.5, None]}, stream="mic", index=1, frames=1, t=0.0)
+    assert r.nonfinite == 4 and r.seq == 2
 
 
 @pytest.mark.parametrize(

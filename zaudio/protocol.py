@@ -11,6 +11,7 @@ encoding raises :class:`~zaudio.errors.LocalProtocolError` for what cannot be se
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ __all__ = [
     "ResultHeader",
     "ResultStream",
     "audio_topic",
+    "count_nonfinite",
     "decode",
     "new_src",
     "result_topic",
@@ -340,16 +342,47 @@ class AudioStream:
         self.index += frames
 
 
-class ResultStream:
-    """Encoder state of one processor's results: topic, ``src``, ``seq``."""
+def count_nonfinite(data: Any) -> int:
+    """NaN and infinite numbers in ``data`` (floats, numpy values, in lists/tuples/dicts)."""
+    count = 0
+    stack = [data]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, float):  # np.float64 too
+            count += not math.isfinite(obj)
+        elif isinstance(obj, np.ndarray | np.generic):
+            if obj.dtype.kind == "f":
+                count += int(obj.size - np.count_nonzero(np.isfinite(obj)))
+            elif obj.dtype.kind == "O":
+                stack.extend(np.asarray(obj).ravel().tolist())
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple):
+            stack.extend(obj)
+    return count
 
-    __slots__ = ("name", "seq", "src", "topic")
+
+class ResultStream:
+    """Encoder state of one processor's results: topic, ``src``, ``seq``.
+
+    JSON has no NaN or infinity: such a number in a result is sent as ``null``
+    and counted in :attr:`nonfinite` (for the node's stats), never refused, so
+    the rest of the result still arrives.
+
+    Attributes
+    ----------
+    nonfinite : int
+        NaN and infinite numbers sent as ``null`` so far, over all results.
+    """
+
+    __slots__ = ("name", "nonfinite", "seq", "src", "topic")
 
     def __init__(self, processor: str, src: str | None = None) -> None:
         self.topic = result_topic(processor)
         self.name = processor
         self.src = src or new_src()
         self.seq = 0
+        self.nonfinite = 0
 
     def encode(self, data: Any, *, stream: str, index: int, frames: int, t: float) -> list[bytes]:
         """Frames for one result computed from ``frames`` frames of ``stream`` at ``index``."""
@@ -370,6 +403,8 @@ class ResultStream:
             raise LocalProtocolError(f"result is not JSON-able: {exc}", "header") from exc
         if len(raw) > MAX_HEADER:
             raise LocalProtocolError(f"result header of {len(raw)} bytes exceeds 64 KiB", "size")
+        if b"null" in raw:  # msgspec writes NaN and inf as null: count them (rarely walked)
+            self.nonfinite += count_nonfinite(data)
         self.seq += 1
         return [self.topic, raw, b""]
 
