@@ -23,8 +23,6 @@ FIGURES = {
     "cpu_per_block_us",
     "capacity_blocks_s",
     "capacity_publisher_blocks_s",
-    "latency_publisher_p50_ms",
-    "latency_publisher_p99_ms",
     "fan_in_streams",
     "fan_out_1_p99_ms",
     "fan_out_4_p99_ms",

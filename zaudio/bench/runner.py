@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from zaudio.bench import micro, scenarios
+from zaudio.bench import micro, paired, scenarios
 from zaudio.bench.figures import Figure, table
 from zaudio.bench.harness import Bench
 
@@ -65,7 +65,7 @@ def run(
                 if name == "startup":
                     figures += micro.startup(bench, quick)
                 else:
-                    fn = getattr(scenarios, name.replace("-", "_"))
+                    fn = getattr(paired if name == "latency" else scenarios, name.replace("-", "_"))
                     figures += fn(bench, cfg, say)
                 say(f"{name}: {time.monotonic() - t0:.1f} s")
         finally:

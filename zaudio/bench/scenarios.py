@@ -1,4 +1,4 @@
-"""The process-layout scenarios: latency and processor cost, capacity, fan-in, fan-out.
+"""The process-layout scenarios: capacity, fan-in, fan-out (latency: :mod:`~zaudio.bench.paired`).
 
 Each runs zaudio's processes (``zaudio record`` / ``zaudio process`` through
 ``zaudio proxy``) and the baseline's (:mod:`zaudio.bench.baseline`) in the same
@@ -16,7 +16,7 @@ from zaudio.bench.figures import Figure
 from zaudio.bench.harness import SOURCE, Bench, Receiver, wait_delivered
 from zaudio.bench.probe import percentiles
 
-__all__ = ["Config", "capacity", "fan_in", "fan_out", "latency"]
+__all__ = ["Config", "capacity", "fan_in", "fan_out"]
 
 #: Blocks at the start of each stream left out of latency figures (connection warm-up).
 WARM = 5
@@ -29,11 +29,12 @@ class Config:
 
     @property
     def latency_rounds(self) -> int:
-        return 2 if self.quick else 6
+        return 1 if self.quick else 3
 
     @property
     def latency_seconds(self) -> float:
-        return 1.0 if self.quick else 3.0
+        """Measured seconds per round (after one second of warm-up)."""
+        return 3.0 if self.quick else 20.0
 
     @property
     def capacity_step(self) -> float:
@@ -109,64 +110,6 @@ def _publish(bench: Bench, kind: str, stream: str, blocks: float, count: int) ->
 def _name(kind: str, stream: str) -> str:
     # multipub numbers its streams: prefix + "0"
     return stream + "0" if kind == "p" else stream
-
-
-def latency(bench: Bench, cfg: Config, say: Callable[[str], None]) -> list[Figure]:
-    """One publisher -> proxy -> one processor at 100 blocks/s; latency and CPU per block.
-
-    Three variants per round: ``zaudio record`` (z) and a one-thread
-    :class:`zaudio.Publisher` (p), both into ``zaudio process``, and the baseline (b).
-    """
-    p50 = Figure("latency_p50_ms", "latency p50", "ms", "lower", 1.2)
-    p99 = Figure("latency_p99_ms", "latency p99", "ms", "lower", 1.5)
-    pp50 = Figure("latency_publisher_p50_ms", "latency p50, zaudio.Publisher source", "ms", "lower")
-    pp99 = Figure("latency_publisher_p99_ms", "latency p99, zaudio.Publisher source", "ms", "lower")
-    cpu = Figure("cpu_per_block_us", "processor CPU per block", "us", "lower", 1.3)
-    count = round(100 * cfg.latency_seconds)
-    z = bench.processor("lat", "lat/")
-    b = bench.baseline_sub("blat", "lat/")
-    names: dict[str, list[str]] = {"z": [], "p": [], "b": []}
-    cpus: dict[str, list[float | None]] = {"z": [], "p": [], "b": []}
-    for r in range(cfg.latency_rounds):
-        for kind in _rotate(r, "zpb"):
-            stream = f"lat/{kind}{r}-"
-            rcv = b if kind == "b" else z
-            pub = _publish(bench, kind, stream, 100, count)
-            name = _name(kind, stream)
-            cpus[kind].append(wait_delivered([rcv], [name], count, pub, 30 + count / 50))
-            pub.wait(15)
-            names[kind].append(name)
-        say(f"  latency round {r + 1}/{cfg.latency_rounds}")
-    snaps = {"z": z.snapshot(), "b": b.snapshot()}
-    snaps["p"] = snaps["z"]
-    drops = {"z": 0, "p": 0, "b": 0}
-    for r in range(cfg.latency_rounds):
-        row: dict[str, dict[str, float | None]] = {}
-        for kind in "zpb":
-            st = snaps[kind]["streams"].get(names[kind][r])
-            if not _complete(st, count):
-                drops[kind] += 1
-            row[kind] = percentiles(_lat(st or {}))
-        p50.add(row["z"]["p50"], row["b"]["p50"])
-        p99.add(row["z"]["p99"], row["b"]["p99"])
-        pp50.add(row["p"]["p50"], row["b"]["p50"])
-        pp99.add(row["p"]["p99"], row["b"]["p99"])
-        zc, bc = cpus["z"][r], cpus["b"][r]
-        cpu.add(None if zc is None else zc * 1e6, None if bc is None else bc * 1e6)
-    for f in (p50, p99, pp50, pp99):
-        f.extra["incomplete_runs"] = drops
-    p50.notes.append(
-        "from the time the block's last frame was due on the sample clock to the call "
-        f"in the processor; zaudio record --source {SOURCE} vs a paced PUB; first "
-        f"{WARM} blocks of each run left out"
-    )
-    pp50.notes.append(
-        "the same with one thread calling zaudio.Publisher.send when each block is due"
-    )
-    cpu.notes.append("CPU (all threads) of the receiving process per block, zaudio record runs")
-    bench.stop(z.proc)
-    bench.stop(b.proc)
-    return [p50, p99, pp50, pp99, cpu]
 
 
 def _passes(
