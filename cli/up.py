@@ -1,0 +1,51 @@
+"""``zaudio up FILE``: run and supervise a whole pipeline in the foreground."""
+
+from __future__ import annotations
+
+import click
+from zaudio.cli.check import load_or_exit
+from zaudio.cli.options import duration, stop_on_signals
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--status/--no-status", default=True, show_default=True, help="Show the one-line-per-node view."
+)
+@click.option(
+    "--status-every",
+    default=None,
+    metavar="D",
+    help="Redraw the view every D [1s on a terminal, else 30s and on every change].",
+)
+@click.option(
+    "--stop-timeout",
+    default="10s",
+    show_default=True,
+    metavar="D",
+    help="How long each node may take to stop before it is killed.",
+)
+def up(file: str, status: bool, status_every: str | None, stop_timeout: str) -> None:
+    """Check the pipeline FILE, start its proxy, recorders and processors, keep them
+    running (restart with back-off), and stop them all in order on Ctrl-C/SIGTERM."""
+    import logging
+    import sys
+
+    from zaudio.pipeline.status import StatusView
+    from zaudio.pipeline.supervisor import Output, Supervisor
+
+    interval = duration(status_every, "--status-every")
+    stop_s = duration(stop_timeout, "--stop-timeout")
+    assert stop_s is not None
+    pipeline = load_or_exit(file)
+    stop = stop_on_signals()
+
+    output = Output(sys.stdout, sys.stderr)
+    verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+    supervisor = Supervisor(pipeline, output=output, quiet_children=not verbose)
+    view = StatusView(output, interval) if status else None
+    tick = (lambda: view.update(supervisor.children, supervisor.listing)) if view else None
+    click.echo(f"zaudio up: {file} ({len(pipeline.nodes)} nodes); Ctrl-C stops them all", err=True)
+    code = supervisor.run(stop, tick, stop_timeout=stop_s)
+    click.echo("zaudio up: stopped", err=True)
+    raise click.exceptions.Exit(code)
