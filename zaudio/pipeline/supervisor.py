@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: shutdown order, the reverse of the start order
 STOP_ORDER = ("processor", "recorder", "proxy")
+#: a node that ran this long (s) before it exited starts its back-off over
+STABLE = 10.0
 
 
 def exit_text(code: int | None) -> str:
@@ -179,6 +181,16 @@ class Supervisor:
         except ZaudioError:
             return None
 
+    def _ours_answers(self, proxies: list[Child]) -> bool:
+        """The proxy answers, and if we started one, it is ours (not another on its port)."""
+        if not proxies:
+            return self.answers()
+        reply = self.listing()
+        if reply is None:
+            return False
+        pid = (reply.get("proxy") or {}).get("pid")
+        return pid is None or pid == proxies[0].pid
+
     def start(self, stop: threading.Event, timeout: float = 15.0) -> bool:
         """Start every node in order; False if ``stop`` was set meanwhile.
 
@@ -192,7 +204,7 @@ class Supervisor:
             self._spawn(child)
             log.info("proxy started (pid %s) on %s", child.pid, self.pipeline.control)
         deadline = time.monotonic() + timeout
-        while not self.answers():
+        while not self._ours_answers(proxies):
             for child in proxies:
                 assert child.proc is not None
                 code = child.proc.poll()
@@ -252,7 +264,7 @@ class Supervisor:
                 policy.policy,
             )
             return
-        if ran >= policy.backoff_max:
+        if ran >= STABLE:
             child.failures = 0  # a long run: the back-off starts over
         child.failures += 1
         delay = policy.delay(child.failures)

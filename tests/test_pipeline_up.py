@@ -1,0 +1,241 @@
+"""``zaudio up``: a real pipeline, supervised, restarted, stopped with nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import ROOT, ZAUDIO, env, listing, proxy_process, stop, wait_until
+from zaudio.endpoints import free_ports
+
+PROCESSORS = ("gain", "level", "vad")
+RECORDERS = ("tone", "voice")
+
+
+@contextmanager
+def up(path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], Path, Path]]:
+    """``zaudio up PATH`` as a real process, output to files; always stopped and reaped."""
+    out, err = path.with_suffix(".out"), path.with_suffix(".err")
+    with out.open("w") as fo, err.open("w") as fe:
+        proc = subprocess.Popen(
+            [*ZAUDIO, "up", str(path), *args], stdout=fo, stderr=fe, text=True, env=env(), cwd=ROOT
+        )
+        try:
+            yield proc, out, err
+        finally:
+            stop(proc, signal.SIGTERM, 30)
+
+
+def nodes(control: str) -> dict[str, dict[str, Any]]:
+    try:
+        return {n["name"]: n for n in listing(control)["nodes"]}
+    except Exception:
+        return {}
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def example(tmp_path: Path) -> tuple[Path, str]:
+    """The shipped example on free ports, in ``tmp_path``."""
+    port = free_ports(3)
+    for name in ("pipeline.toml", "gain.py"):
+        shutil.copy(ROOT / "examples" / name, tmp_path / name)
+    path = tmp_path / "pipeline.toml"
+    text = path.read_text()
+    assert "port = 5555 " in text
+    path.write_text(text.replace("port = 5555 ", f"port = {port} "))
+    return path, f"tcp://127.0.0.1:{port}"
+
+
+def test_example_up_kill9_restart_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    path, control = example(tmp_path)
+    t0 = time.monotonic()
+    with up(path, "--status-every", "1s") as (proc, out, err):
+
+        def receiving() -> dict[str, dict[str, Any]] | None:
+            assert proc.poll() is None, err.read_text()
+            found = nodes(control)
+            ok = all(
+                (found.get(p, {}).get("stats") or {}).get("received", 0) > 0 for p in PROCESSORS
+            )
+            return found if ok and all(r in found for r in RECORDERS) else None
+
+        found = wait_until(receiving, 30, "every processor to receive")
+        took = time.monotonic() - t0
+        print(f"every processor receiving {took:.2f} s after zaudio up started")
+        assert took < 5, f"5-node graph took {took:.1f} s to have every processor receiving"
+        proxy_pid = listing(control)["proxy"]["pid"]
+        pids = {name: n["pid"] for name, n in found.items()}
+        assert set(pids) == {*RECORDERS, *PROCESSORS}
+
+        # kill -9 a processor: restarted (a new pid registers), counted, logged
+        before = {p: found[p]["stats"] for p in ("gain", "level")}
+        os.kill(pids["vad"], signal.SIGKILL)
+        killed = time.monotonic()
+
+        def restarted() -> dict[str, Any] | None:
+            vad = nodes(control).get("vad")
+            return vad if vad is not None and vad["pid"] != pids["vad"] else None
+
+        vad = wait_until(restarted, 30, "vad to be restarted")
+        took = time.monotonic() - killed
+        print(f"vad re-registered {took:.2f} s after kill -9")
+        assert took < 2, f"vad re-registered {took:.2f} s after kill -9"
+        new_vad = vad["pid"]
+        wait_until(
+            lambda: re.search(
+                rf"^vad\s+processor\s+running\s+{new_vad}\s+\S+\s+1\b", out.read_text(), re.M
+            ),
+            10,
+            "the status view to count vad's restart",
+        )
+        log = err.read_text()
+        assert "processor 'vad' exited (signal SIGKILL after" in log, log
+        assert f"processor 'vad' restarted (pid {new_vad}, restart 1)" in log, log
+
+        # the other processors lost nothing and kept receiving
+        def moved_on() -> dict[str, dict[str, Any]] | None:
+            now = nodes(control)
+            ok = all(
+                now[p]["stats"]["received"] > before[p]["received"] + 50 for p in ("gain", "level")
+            )
+            return now if ok else None
+
+        now = wait_until(moved_on, 10, "gain and level to keep receiving")
+        for name in ("gain", "level", "tone", "voice"):
+            stats = now[name]["stats"]
+            assert stats.get("dropped", 0) == 0 and stats.get("gaps", 0) == 0, (name, stats)
+
+        # Ctrl-C: every node stops, in order, exit 0, no process left
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, err.read_text()
+    log = err.read_text()
+    order = [log.index(f"stopping {what}") for what in ("3 processor", "2 recorder", "1 proxy")]
+    assert order == sorted(order), log
+    for pid in (*pids.values(), new_vad, proxy_pid):
+        assert gone(pid), f"pid {pid} still there after zaudio up exited"
+
+
+CRASHY = """\
+[proxy]
+port = {port}
+
+[defaults]
+backoff = "100ms"
+backoff_max = "400ms"
+
+[recorder.tone]
+source = "sine:440"
+restart = "always"
+duration = "0.3s"
+
+[recorder.once]
+source = "noise"
+duration = "0.3s"
+
+[processor.crash]
+function = "crash:fn"
+topics = ["tone"]
+on_error = "stop"
+
+[processor.crash-no]
+function = "crash:fn"
+topics = ["tone"]
+on_error = "stop"
+restart = "no"
+"""
+
+
+def test_policies_and_backoff_bounds(tmp_path: Path) -> None:
+    port = free_ports(3)
+    (tmp_path / "crash.py").write_text("def fn(block):\n    raise RuntimeError('boom')\n")
+    path = tmp_path / "crashy.toml"
+    path.write_text(CRASHY.format(port=port))
+    with up(path, "--no-status") as (proc, _, err):
+        # on-failure with a failure every time: 0.1, 0.2, 0.4, then held at 0.4 s
+        wait_until(
+            lambda: (
+                "processor 'crash' exited (exit 1" in err.read_text()
+                and "restart 4 in" in err.read_text()
+            ),
+            60,
+            "four restarts of crash",
+        )
+        log = err.read_text()
+        delays = re.findall(
+            r"processor 'crash' exited \(exit 1 after [\d.]+ s\).*; restart (\d+) in ([\d.]+) s",
+            log,
+        )
+        assert [d for _, d in delays[:4]] == ["0.10", "0.20", "0.40", "0.40"], log
+        assert [n for n, _ in delays[:4]] == ["1", "2", "3", "4"]
+        assert "processor 'crash' restarted (pid" in log
+        # "no": ended for good; "on-failure" after exit 0: ended; "always": restarted
+        assert "processor 'crash-no' ended (exit 1 after" in log
+        assert "processor 'crash-no' restarted" not in log
+        assert "recorder 'once' ended (exit 0 after" in log
+        assert "recorder 'once' restarted" not in log
+        wait_until(
+            lambda: "recorder 'tone' restarted (pid" in err.read_text(), 30, "tone to restart"
+        )
+        assert re.search(
+            r"recorder 'tone' exited \(exit 0 after [\d.]+ s\); restart 1 in 0.10 s",
+            err.read_text(),
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, err.read_text()
+
+
+def test_an_existing_proxy_by_endpoint(tmp_path: Path) -> None:
+    with proxy_process() as (control, proxy):
+        path = tmp_path / "ext.toml"
+        path.write_text(
+            f'[proxy]\nendpoint = "{control}"\n\n[recorder.ext]\nsource = "noise"\n\n'
+            '[processor.lvl]\nfunction = "level"\ntopics = ["ext"]\n'
+        )
+        with up(path, "--no-status") as (proc, _, err):
+
+            def both() -> dict[str, dict[str, Any]] | None:
+                assert proc.poll() is None, err.read_text()
+                found = nodes(control)
+                return found if (found.get("lvl", {}).get("stats") or {}).get("received") else None
+
+            found = wait_until(both, 30, "the nodes on the existing proxy")
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(30) == 0, err.read_text()
+        assert "stopping 1 proxy" not in err.read_text()
+        assert proxy.poll() is None, "zaudio up stopped a proxy it did not start"
+        for name in ("ext", "lvl"):
+            assert gone(found[name]["pid"])
+
+
+def test_a_proxy_that_cannot_start_is_one_line_exit_1(tmp_path: Path) -> None:
+    with proxy_process() as (control, _):
+        port = control.rpartition(":")[2]
+        path = tmp_path / "taken.toml"
+        path.write_text(f'[proxy]\nport = {port}\n\n[recorder.t]\nsource = "noise"\n')
+        r = subprocess.run(
+            [*ZAUDIO, "up", str(path), "--no-status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env(),
+            cwd=ROOT,
+        )
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"Error: the proxy exited \(exit 1\) before answering: .*", last), r.stderr
+    assert "Traceback" not in r.stderr
