@@ -3,8 +3,9 @@
 No Docker engine runs here, so each compose service's command line runs as a real
 process against a real proxy, with the environment compose would give it (the config
 ``docker-compose config`` resolves), the proxy endpoint and ``/data`` pointed at this
-test's own. The image build and the containerised deployment are exercised by
-``scripts/podman-check`` (see docker/README.md).
+test's own. The containerised deployment runs for real under podman
+(``scripts/podman-check``, see docker/README.md) from images that the set-up
+(``scripts/podman-setup``, run by ``scripts/test``) built from this tree.
 """
 
 from __future__ import annotations
@@ -290,20 +291,118 @@ def test_health_check(proxy_proc: str) -> None:
     assert out.stderr.startswith(f"unhealthy: proxy {dead} did not answer")
 
 
-def test_image_builds_and_compose_deployment_runs_under_podman() -> None:
-    """The real thing, with podman standing in for the Docker engine (RECIPES.md):
-    scripts/podman-check builds the image (and, the first time, a base image from
-    debootstrap, since registries cannot be pulled), brings docker/compose.yaml up
-    with two level replicas and the example processor, and passes only when every
-    processor container counts the recorder's blocks, the HEALTHCHECK says healthy
-    and the writer's file is in its volume; it then tears everything down."""
+def _podman_env() -> dict[str, str]:
+    """This environment (STATE, CONTAINERS_STORAGE_CONF honoured) + podman-setup's conf."""
     out = subprocess.run(
-        ["bash", "scripts/podman-check"],
+        ["bash", "scripts/podman-setup", "--env"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=30,
         env=env(),
+        check=True,
     )
-    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
-    assert "every processor receives the stream" in out.stdout
+    name, _, value = out.stdout.strip().removeprefix("export ").partition("=")
+    return env(**{name: value})
+
+
+@contextlib.contextmanager
+def podman_check(log: Path) -> Iterator[subprocess.Popen[str]]:
+    """``scripts/podman-check --no-setup`` with its output in ``log``; on the way out it
+    is sent SIGTERM (its trap tears the deployment down) and reaped, bounded."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            ["bash", "scripts/podman-check", "--no-setup"],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_podman_env(),
+        )
+        try:
+            yield proc
+        finally:
+            stop(proc, timeout=60)
+
+
+def _started(log: Path) -> tuple[str, int] | None:
+    """(compose project, API service pid) once podman-check has said them."""
+    m = re.search(r"project (\S+), podman system service pid (\d+)", log.read_text())
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def _left_behind(project: str, service: int) -> list[str]:
+    """Processes and containers of one podman-check run that are still there."""
+    left = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if project in cmd or (int(proc.name) == service and "podman" in cmd):
+                    left.append(f"{proc.name}: {cmd[:120]}")
+    containers = subprocess.run(
+        ["podman", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_podman_env(),
+    )
+    left += [f"container {c}" for c in containers.stdout.split()]
+    return left
+
+
+def test_compose_deployment_runs_under_podman_from_images_of_this_tree(tmp_path: Path) -> None:
+    """The real thing, with podman standing in for the Docker engine (RECIPES.md).
+    scripts/test's set-up (scripts/podman-setup) built the images, labelled with the
+    hash of the sources they were built from; podman-check refuses images whose label
+    is not this tree's, brings docker/compose.yaml up with two level replicas and the
+    example processor, and passes only when every processor container counts the
+    recorder's blocks, the HEALTHCHECK says healthy and the writer's file is in its
+    volume. Then nothing it started is left: containers, exec sessions' conmon, the
+    API service."""
+    sources = subprocess.run(
+        ["bash", "scripts/image-sources"], cwd=ROOT, capture_output=True, text=True, timeout=30
+    ).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{16}", sources)
+    log = tmp_path / "podman-check.log"
+    with podman_check(log) as proc:
+        proc.wait(100)
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    assert f"zaudio-peak:latest built from the current tree (sources {sources})" in text
+    assert "every processor receives the stream" in text
+    started = _started(log)
+    assert started, text
+    assert _left_behind(*started) == []
+
+
+def test_podman_check_stops_everything_when_terminated(tmp_path: Path) -> None:
+    """SIGTERM while the deployment runs: the trap tears it all down, nothing is left."""
+    log = tmp_path / "podman-check.log"
+    with podman_check(log) as proc:
+        project, service = wait_until(lambda: _started(log), 30, "podman-check to start")
+
+        def deployed() -> bool:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            return "STREAM" in log.read_text()  # its first `zaudio ls` through compose exec
+
+        wait_until(deployed, 80, "the deployment to be up", interval=0.5)
+        assert stop(proc, timeout=60) == 143, log.read_text()[-3000:]
+    assert _left_behind(project, service) == []
+
+
+def test_podman_check_refuses_an_image_not_built_from_this_tree(tmp_path: Path) -> None:
+    # The base image carries no org.zaudio.sources label: as stale as an image can be.
+    base = "python:3.11-slim-bookworm"
+    out = subprocess.run(
+        ["bash", "scripts/podman-check", "--no-setup"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**_podman_env(), "ZAUDIO_IMAGE": base},
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stderr.startswith(f"podman-check: FAILED: {base} was built from other sources")
+    assert "run scripts/podman-setup" in out.stderr
+    assert "podman system service" not in out.stdout  # refused before starting anything
