@@ -218,3 +218,32 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path: Path) -> None:
         "Error: zaudio web needs the 'web' extra (websockets is not installed): "
         "pip install 'zaudio[web]'"
     ]
+
+
+def _backticked(text: str) -> set[str]:
+    return set(re.findall(r"`([a-z]+)`", text))
+
+
+def test_readme_says_which_commands_take_proxy_and_keys() -> None:
+    """README (the package's long description) names the commands that take
+    --proxy and --keys, and those that take neither; each command is checked."""
+    import click
+    from zaudio.cli.main import cli
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    m = re.search(
+        r"The commands that talk to a proxy, (.+?), take `--proxy .+?`zaudio proxy` takes "
+        r"`--keys`.+?\. (.+?) take neither\.",
+        readme,
+    )
+    assert m, "the README's sentence about --proxy and --keys"
+    both, neither = _backticked(m.group(1)), _backticked(m.group(2))
+    ctx = click.Context(cli)
+    options: dict[str, set[str]] = {}
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        options[name] = {p.name for p in command.params if p.name in ("proxy", "keys")}
+    assert both == {n for n, o in options.items() if o == {"proxy", "keys"}}
+    assert options["proxy"] == {"keys"}
+    assert neither == {n for n, o in options.items() if not o}
