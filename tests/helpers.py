@@ -97,12 +97,17 @@ def listing(control: str, timeout: float = 1.0) -> dict[str, Any]:
     return request(control, {"op": "list"}, timeout=timeout)
 
 
-def processed(control: str, name: str) -> int:
-    """The ``processed`` count in the last heartbeat of the node called ``name`` (0 if none)."""
+def node_stats(control: str, name: str) -> dict[str, Any]:
+    """The stats in the last heartbeat of the node called ``name`` ({} if none yet)."""
     for node in listing(control)["nodes"]:
         if node["name"] == name:
-            return int((node["stats"] or {}).get("processed", 0))
-    return 0
+            return node["stats"] or {}  # type: ignore[no-any-return]
+    return {}
+
+
+def processed(control: str, name: str) -> int:
+    """The ``processed`` count in the last heartbeat of the node called ``name`` (0 if none)."""
+    return int(node_stats(control, name).get("processed", 0))
 
 
 def wait_node(

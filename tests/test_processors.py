@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.helpers import Listener, processed, proxy_process, spawn, stop, wait_node, wait_until
+from tests.helpers import (
+    Listener,
+    node_stats,
+    processed,
+    proxy_process,
+    spawn,
+    stop,
+    wait_node,
+    wait_until,
+)
 from zaudio.bus import Publisher
 from zaudio.errors import ConfigError
 from zaudio.processors.level import Level
@@ -332,6 +341,44 @@ def test_writer_exact_samples_and_gap_of_exact_silence(tmp_path: Path) -> None:
     assert np.array_equal(data[4500:], signal[4500:])
 
 
+def test_writer_stores_nan_and_inf_as_silence_counts_and_logs_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    signal = noise(300)
+    bad = signal.copy()
+    bad[10, 0], bad[20, 1], bad[150, 0], bad[299, 1] = np.nan, np.inf, -np.inf, np.nan
+    path = tmp_path / "out.wav"
+    writer = Writer(path=str(path))
+    with caplog.at_level("INFO", logger="zaudio.processors.writer"):
+        for r in feed(writer, bad, 100, Info(channels=2)):
+            assert r is None
+        writer.close()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "stream mic: NaN or infinite samples, written as 0.0 (counted in each file's "
+        "summary and the processor's nonfinite; logged once per stream)"
+    ]
+    assert caplog.records[-1].getMessage() == (
+        f"wrote {path} (300 frames, 4 non-finite samples written as 0.0)"
+    )
+    data, _ = soundfile.read(path, dtype="float32", always_2d=True)
+    want = signal.copy()
+    want[10, 0] = want[20, 1] = want[150, 0] = want[299, 1] = 0.0
+    assert np.isfinite(data).all() and np.array_equal(data, want)
+
+
+def test_writer_file_summary_counts_nonfinite(tmp_path: Path) -> None:
+    writer = Writer(path=str(tmp_path / "x.wav"), segment=0.1)  # 100 frames at 1000 Hz
+    block = noise(150, 1)
+    block[5, 0] = block[120, 0] = np.nan
+    r = writer(readonly(block), Info(rate=1000, index=0, frames=150))
+    assert r == {"files": [{"path": str(tmp_path / "x-0001.wav"), "frames": 100, "nonfinite": 1}]}
+    writer.close()
+    second, _ = soundfile.read(tmp_path / "x-0002.wav", dtype="float32", always_2d=True)
+    assert second[20, 0] == 0.0 and np.array_equal(
+        np.delete(second, 20), np.delete(block[100:], 20)
+    )
+
+
 def test_writer_rotation_numbers_files_with_exact_total(tmp_path: Path) -> None:
     signal = noise(2500, channels=1)
     writer = Writer(path=str(tmp_path / "{stream}.wav"), segment="100ms")
@@ -344,7 +391,8 @@ def test_writer_rotation_numbers_files_with_exact_total(tmp_path: Path) -> None:
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [f"lab_mic-000{i}.wav" for i in (1, 2, 3, 4)]
     assert finished == [
-        {"path": str(tmp_path / f"lab_mic-000{i}.wav"), "frames": 800} for i in (1, 2, 3)
+        {"path": str(tmp_path / f"lab_mic-000{i}.wav"), "frames": 800, "nonfinite": 0}
+        for i in (1, 2, 3)
     ]
     parts = [soundfile.read(tmp_path / n, dtype="float32", always_2d=True)[0] for n in names]
     assert [len(p) for p in parts] == [800, 800, 800, 100]
@@ -355,7 +403,7 @@ def test_writer_gap_across_segments(tmp_path: Path) -> None:
     writer = Writer(path=str(tmp_path / "x.wav"), segment=0.1)
     one = np.ones((100, 1), np.float32)
     r = writer(readonly(one), Info(rate=1000, index=0, frames=100))
-    assert r == {"files": [{"path": str(tmp_path / "x-0001.wav"), "frames": 100}]}
+    assert r == {"files": [{"path": str(tmp_path / "x-0001.wav"), "frames": 100, "nonfinite": 0}]}
     r = writer(readonly(one), Info(rate=1000, index=350, frames=100, gap=True))
     assert r is not None and [f["path"][-6:] for f in r["files"]] == ["02.wav", "03.wav", "04.wav"]
     writer.close()
@@ -384,7 +432,7 @@ def test_writer_streams_need_placeholder_and_format_change_starts_next_file(
     with pytest.raises(Exception, match="stream"):
         writer(readonly(noise(10, 1)), Info(frames=10, stream="other"))
     r = writer(readonly(noise(10, 2)), Info(frames=10, channels=2, src="run-b"))
-    assert r == {"files": [{"path": str(tmp_path / "one.wav"), "frames": 10}]}
+    assert r == {"files": [{"path": str(tmp_path / "one.wav"), "frames": 10, "nonfinite": 0}]}
     writer.close()
     assert soundfile.info(str(tmp_path / "one-0002.wav")).channels == 2
 
@@ -459,3 +507,31 @@ def test_level_and_writer_by_name_through_zaudio_process(tmp_path: Path) -> None
         assert stop(rec, signal.SIGINT) == 0  # close() finishes the file
     data, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
     assert file_rate == rate and np.array_equal(data, tone)
+
+
+def test_writer_process_stores_no_nan_and_the_processor_counts_it(tmp_path: Path) -> None:
+    rate, n = 8000, 10
+    tone = sine(500, 0.5, 160 * n, rate=rate)
+    sent = tone.copy()
+    sent[500, 0], sent[501, 0], sent[900, 0] = np.nan, np.inf, -np.inf
+    path = tmp_path / "rec.wav"
+    with (
+        proxy_process("--heartbeat", "0.2") as (bus, _proxy),
+        spawn("process", "writer", "--topic", "mic", "-p", f"path={path}", "--proxy", bus) as rec,
+    ):
+        wait_node(bus, "writer", role="processor")
+        with Publisher("mic", rate=rate, channels=1, proxy=bus) as mic:
+            for k in range(n):
+                assert mic.send(sent[160 * k : 160 * (k + 1)])
+            wait_until(lambda: processed(bus, "writer") == n, 10, "writer to take every block")
+        stats = wait_until(lambda: node_stats(bus, "writer").get("nonfinite"), 10, "nonfinite")
+        assert stats == {"mic": 3}
+        assert stop(rec, signal.SIGINT) == 0
+        assert rec.stderr is not None
+        err = rec.stderr.read()
+    assert err.count("NaN or infinite samples") == 1, err
+    assert "(1600 frames, 3 non-finite samples written as 0.0)" in err, err
+    data, _ = soundfile.read(path, dtype="float32", always_2d=True)
+    want = tone.copy()
+    want[[500, 501, 900], 0] = 0.0
+    assert np.array_equal(data, want)

@@ -35,11 +35,17 @@ class _File:
             raise ConfigError(f"writer cannot create {str(path)!r}: {exc}") from exc
         self.path, self.rate, self.channels = path, rate, channels
         self.frames = 0
+        self.nonfinite = 0  # NaN/inf samples written as 0.0
 
     def close(self) -> dict[str, Any]:
         self.sound.close()
-        log.info("wrote %s (%d frames)", self.path, self.frames)
-        return {"path": str(self.path), "frames": self.frames}
+        log.info(
+            "wrote %s (%d frames, %d non-finite samples written as 0.0)",
+            self.path,
+            self.frames,
+            self.nonfinite,
+        )
+        return {"path": str(self.path), "frames": self.frames, "nonfinite": self.nonfinite}
 
 
 class _Sink:
@@ -51,6 +57,7 @@ class _Sink:
         self.next = 0  # stream index the next frame written would have
         self.number = 0  # files opened so far
         self.zeros: Block | None = None
+        self.warned = False  # NaN/inf samples seen (logged once)
 
 
 class Writer:
@@ -82,8 +89,13 @@ class Writer:
     Returns (per block)
     -------------------
     None or dict
-        None, or ``{"files": [{"path": str, "frames": int}, ...]}`` when this block
-        finished files (a rotation).
+        None, or ``{"files": [{"path": str, "frames": int, "nonfinite": int}, ...]}``
+        when this block finished files (a rotation).
+
+    NaN and infinite samples are not audio (a NaN in a WAV makes players and tools
+    fail or click): each is written as 0.0, so the file keeps its length and time.
+    The first of a stream is logged once (WARNING); each file's summary says how many
+    it holds (``nonfinite``), and the processor's stats count them per stream.
 
     Notes
     -----
@@ -163,14 +175,39 @@ class Writer:
         elif info.index < sink.next:  # overlapping windows: write only what is new
             start = min(sink.next - info.index, block.shape[0])
         if start < block.shape[0]:
-            self._write(sink, info, block[start:], finished)
+            self._write(sink, info, block[start:], finished, check=True)
         sink.next = max(sink.next, info.index + block.shape[0])
         return {"files": finished} if finished else None
 
+    def _finite(self, sink: _Sink, file: _File, stream: str, data: Block) -> Block:
+        """A copy of ``data`` with its NaN and infinite samples set to 0.0, counted."""
+        bad = ~np.isfinite(data)
+        count = int(np.count_nonzero(bad))
+        if not sink.warned:
+            sink.warned = True
+            log.warning(
+                "stream %s: NaN or infinite samples, written as 0.0 (counted in each file's "
+                "summary and the processor's nonfinite; logged once per stream)",
+                stream,
+            )
+        file.nonfinite += count
+        data = data.copy()
+        data[bad] = 0.0
+        return data
+
     def _write(
-        self, sink: _Sink, info: BlockInfo, data: Block, finished: list[dict[str, Any]]
+        self,
+        sink: _Sink,
+        info: BlockInfo,
+        data: Block,
+        finished: list[dict[str, Any]],
+        check: bool = False,
     ) -> None:
-        """Append ``data``, opening files as needed and finishing each full segment."""
+        """Append ``data``, opening files as needed and finishing each full segment.
+
+        ``check``: replace (and count) NaN and infinite samples first (received audio;
+        the silence of a fill needs no check).
+        """
         while data.shape[0]:
             file = sink.file
             if file is None:
@@ -182,6 +219,8 @@ class Writer:
                 part = data
             else:
                 part = data[: round(self.segment * file.rate) - file.frames]
+            if check and not np.isfinite(part).all():
+                part = self._finite(sink, file, info.stream, part)
             file.sound.write(part)
             file.frames += part.shape[0]
             data = data[part.shape[0] :]
