@@ -245,3 +245,21 @@ def test_print_into_head_exits_quietly_when_the_pipe_closes(bus: str) -> None:
         assert proc.stderr is not None
         err = proc.stderr.read()
         assert "BrokenPipe" not in err and "Traceback" not in err, err
+
+
+def test_nan_in_a_result_arrives_as_null_and_is_counted(bus: str, tmp_path: Path) -> None:
+    (tmp_path / "nanres.py").write_text(
+        "import math\n\ndef fn(block):\n    return {'x': math.nan, 'y': [1.0, math.inf], 'z': 2}\n"
+    )
+    with (
+        Listener(bus, "result/nanres") as lis,
+        spawn("process", f"{tmp_path / 'nanres.py'}:fn", "--name", "nanres", "--topic", "n",
+              "--proxy", bus),  # fmt: skip
+    ):
+        wait_node(bus, "nanres", role="processor")
+        with Publisher("n", rate=RATE, channels=1, proxy=bus) as pub:
+            for block in blocks(3):
+                assert pub.send(block)
+            got = lis.collect(3, timeout=10)
+        assert [h.data for h, _ in got] == [{"x": None, "y": [1.0, None], "z": 2}] * 3
+        wait_until(lambda: stats(bus, "nanres").get("result_nonfinite") == 6, 10, "the count")

@@ -161,7 +161,8 @@ class Processor:
 
         ``rejected`` counts blocks that disagreed with their stream's position
         (see :mod:`zaudio.tracking`); ``nonfinite`` the NaN or infinite samples
-        received, per stream.
+        received, per stream; ``result_nonfinite`` the NaN or infinite numbers in
+        results, sent as null (:attr:`~zaudio.protocol.ResultStream.nonfinite`).
         """
         n = self.processed
         tracker, outputs = self.tracker, self.outputs
@@ -181,6 +182,7 @@ class Processor:
             "ignored": self.ignored,
             "published": outputs.published if outputs is not None else 0,
             "unsent": outputs.unsent if outputs is not None else 0,
+            "result_nonfinite": outputs.results.nonfinite if outputs is not None else 0,
             "lag": self._lag(),
             "proc_time": self._proc_total / n if n else None,
             "rtf": self._proc_total / self._audio_total if self._audio_total else None,
