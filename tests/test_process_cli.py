@@ -253,8 +253,16 @@ def test_nan_in_a_result_arrives_as_null_and_is_counted(bus: str, tmp_path: Path
     )
     with (
         Listener(bus, "result/nanres") as lis,
-        spawn("process", f"{tmp_path / 'nanres.py'}:fn", "--name", "nanres", "--topic", "n",
-              "--proxy", bus),  # fmt: skip
+        spawn(
+            "process",
+            f"{tmp_path / 'nanres.py'}:fn",
+            "--name",
+            "nanres",
+            "--topic",
+            "n",
+            "--proxy",
+            bus,
+        ),
     ):
         wait_node(bus, "nanres", role="processor")
         with Publisher("n", rate=RATE, channels=1, proxy=bus) as pub:
