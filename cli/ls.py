@@ -31,6 +31,30 @@ def _table(rows: list[list[str]]) -> str:
     )
 
 
+def _forwarded(counters: Any) -> str:
+    """The forwarder's own counters: what came in from publishers and went out to subscribers."""
+    if not isinstance(counters, dict):
+        return ""
+    from zaudio.units import format_bytes
+
+    unit = counters.get("unit", "messages")
+    values = [
+        counters.get(k)
+        for k in (
+            "publish_in_received",
+            "publish_in_received_bytes",
+            "subscribe_out_sent",
+            "subscribe_out_sent_bytes",
+        )
+    ]
+    if not all(isinstance(v, int) for v in values):
+        return ""
+    n_in, b_in, n_out, b_out = (int(v) for v in values)  # type: ignore[arg-type]
+    return (
+        f"; forwarded {n_in} {unit} ({format_bytes(b_in)}) in, {n_out} ({format_bytes(b_out)}) out"
+    )
+
+
 def render(listing: dict[str, Any], now: float | None = None) -> str:
     """The human-readable view of a ``list`` reply."""
     now = time.time() if now is None else now
@@ -44,7 +68,7 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
         out.append(
             f"proxy {proxy.get('control', '?')} (zaudio {proxy.get('version', '?')}, "
             f"pid {proxy.get('pid', '?')}{uptime}; {proxy.get('requests', 0)} requests, "
-            f"{proxy.get('bad_requests', 0)} refused)"
+            f"{proxy.get('bad_requests', 0)} refused{_forwarded(proxy.get('forwarded'))})"
         )
         out.append("")
     if not nodes:

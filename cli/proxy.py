@@ -14,6 +14,12 @@ from zaudio.cli.options import check_port, keys_option, server_keys, stop_on_sig
 @click.option(
     "--heartbeat", type=float, default=1.0, show_default=True, help="Seconds between heartbeats."
 )
+@click.option(
+    "--metrics",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs zaudio[metrics]).",
+)
 @keys_option
 def proxy(
     host: str,
@@ -22,6 +28,7 @@ def proxy(
     sub_port: int | None,
     heartbeat: float,
     keys: str | None,
+    metrics: str | None,
 ) -> None:
     """Run the forwarder (XSUB -> XPUB) and the control channel (REP)."""
     from zaudio.proxy import Proxy
@@ -30,6 +37,12 @@ def proxy(
         check_port(value, what)
     if heartbeat <= 0:
         raise click.BadParameter("must be more than 0", param_hint="--heartbeat")
+    where = None
+    if metrics is not None:
+        from zaudio.metrics import MetricsServer, metrics_address
+
+        # a bad HOST:PORT or a missing zaudio[metrics] fails before anything is bound
+        where = metrics_address(metrics)
     stop = stop_on_signals()
     p = Proxy(
         host=host,
@@ -39,13 +52,20 @@ def proxy(
         keys=server_keys(keys),
         heartbeat=heartbeat,
     ).start()
+    server = None
     try:
+        if where is not None:
+            server = MetricsServer(p, *where)
         click.echo(f"zaudio proxy: control {p.control}", nl=True)
         click.echo(f"zaudio proxy: publish-in {p.pub}  subscribe-out {p.sub}")
         click.echo(
             "zaudio proxy: CurveZMQ on" if keys else "zaudio proxy: no encryption (--keys DIR)"
         )
+        if server is not None:
+            click.echo(f"zaudio proxy: metrics {server.url}")
         stop.wait()
     finally:
+        if server is not None:
+            server.close()
         p.stop()
     click.echo("zaudio proxy: stopped")

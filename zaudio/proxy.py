@@ -2,11 +2,12 @@
 
 ::
 
-    publishers --PUB--> XSUB :P+1 ==zmq.proxy (C, own thread)==> XPUB :P+2 --> SUB subscribers
+    publishers --PUB--> XSUB :P+1 ==zmq_proxy_steerable (C, own thread)==> XPUB :P+2 --> SUB subscribers
     nodes ------REQ---> REP  :P   --> Registry (hello, register, heartbeat, disconnect, list, time)
 
 The data path never waits on the control channel: they run in separate threads
-and share nothing but the context.
+and share nothing but the context. The forwarder's own counters (messages and
+bytes each way, see :mod:`zaudio.forwarder`) are in the ``list`` reply.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import zmq
 
 from zaudio._version import __version__
 from zaudio.errors import RemoteProtocolError, RequestError, ZaudioError
+from zaudio.forwarder import Forwarder
 from zaudio.protocol import MAX_HEADER, MAX_PAYLOAD, READY, decode_json, encode_json
 from zaudio.registry import Registry
 from zaudio.security import Keys
@@ -97,6 +99,7 @@ class Proxy:
         self._ctx: zmq.Context[Any] | None = None
         self._auth: Any = None
         self._threads: list[threading.Thread] = []
+        self.forwarder: Forwarder | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -120,6 +123,7 @@ class Proxy:
             xsub = self._socket(made, zmq.XSUB, self.pub_port, "publish-in", self.max_message)
             xpub = self._socket(made, zmq.XPUB, self.sub_port, "subscribe-out")
             rep = self._socket(made, zmq.REP, self.port, "control", _MAX_REQUEST)
+            self.forwarder = Forwarder(ctx, xsub, xpub)
         except BaseException:
             for sock in made:  # ctx.term() waits for every open socket
                 sock.close(0)
@@ -131,12 +135,10 @@ class Proxy:
         xsub.send(b"\x01" + READY)
         self.started = time.time()
         self._threads = [
-            threading.Thread(target=self._forward, args=(xsub, xpub), name="zaudio-forward"),
-            threading.Thread(target=self._serve, args=(rep,), name="zaudio-control"),
+            self.forwarder.start(),
+            threading.Thread(target=self._serve, args=(rep,), name="zaudio-control", daemon=True),
         ]
-        for t in self._threads:
-            t.daemon = True
-            t.start()
+        self._threads[1].start()
         if not _is_loopback(self.host) and self.keys is None:
             log.warning(
                 "binding %s without --keys: anyone who can reach this host can listen "
@@ -203,18 +205,6 @@ class Proxy:
         self.stop()
 
     # -- threads -----------------------------------------------------------
-
-    @staticmethod
-    def _forward(xsub: zmq.Socket[Any], xpub: zmq.Socket[Any]) -> None:
-        try:
-            zmq.proxy(xsub, xpub)
-        except zmq.ContextTerminated:
-            pass
-        except zmq.ZMQError as exc:  # pragma: no cover - only on libzmq failure
-            log.error("forwarder stopped: %s", exc)
-        finally:
-            xsub.close(0)
-            xpub.close(0)
 
     def _serve(self, rep: zmq.Socket[Any]) -> None:
         try:
@@ -292,6 +282,9 @@ class Proxy:
             "requests": self.requests,
             "bad_requests": self.bad_requests,
         }
+        counters = self.forwarder.counters(0.5) if self.forwarder is not None else None
+        if counters is not None:
+            reply["proxy"]["forwarded"] = counters.as_dict()
         return reply
 
     def _time(self, req: dict[str, Any], now: float) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Parsing durations (``250ms``, ``1.5s``, ``2m``, ``3``) and block sizes (``10ms``, ``480``)."""
+"""Parsing durations (``250ms``, ``1.5s``, ``2m``, ``3``) and block sizes (``10ms``, ``480``);
+printing byte counts (``2.3 MB``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import re
 
 from zaudio.errors import ConfigError
 
-__all__ = ["parse_block", "parse_duration"]
+__all__ = ["format_bytes", "parse_block", "parse_duration"]
 
 _DURATION_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|min|h)?\s*\Z")
 _SCALE = {None: 1.0, "s": 1.0, "ms": 1e-3, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -37,3 +38,12 @@ def parse_block(text: str | int, rate: int, what: str = "block size") -> int:
     if frames > rate * 60:
         raise ConfigError(f"invalid {what} {text!r}: more than a minute of audio per block")
     return frames
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes for people, in SI units: ``512 B``, ``2.3 kB``, ``41.0 MB``."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover
