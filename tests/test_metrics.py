@@ -178,7 +178,8 @@ def test_without_the_extra_metrics_is_one_line_naming_it(tmp_path: Path) -> None
     res = run("proxy", "--port", "0", "--metrics", "127.0.0.1:0", env=env(PYTHONPATH=str(tmp_path)))
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        "Error: metrics need the 'metrics' extra (prometheus_client): pip install 'zaudio[metrics]'"
+        "Error: zaudio proxy --metrics needs the 'metrics' extra "
+        "(prometheus_client is not installed): pip install 'zaudio[metrics]'"
     ]
 
 

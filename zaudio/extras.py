@@ -19,6 +19,8 @@ __all__ = ["EXTRAS", "require"]
 #: top-level import name of an optional package -> the extra that installs it
 EXTRAS: dict[str, str] = {
     "websockets": "web",
+    "prometheus_client": "metrics",
+    "rich": "metrics",
 }
 
 

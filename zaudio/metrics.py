@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from zaudio._version import __version__
 from zaudio.errors import ConfigError, ZaudioError
+from zaudio.extras import require
 from zaudio.registry import MISSES, Node
 
 if TYPE_CHECKING:
@@ -235,13 +236,7 @@ class _Collector:
 
 
 def _require() -> Any:
-    try:
-        import prometheus_client
-    except ImportError as exc:
-        raise ConfigError(
-            f"metrics need the 'metrics' extra ({exc.name or exc}): pip install 'zaudio[metrics]'"
-        ) from None
-    return prometheus_client
+    return require("prometheus_client", "zaudio proxy --metrics")
 
 
 def metrics_address(text: str, what: str = "--metrics") -> tuple[str, int]:
