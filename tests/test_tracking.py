@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from zaudio.protocol import AudioHeader
-from zaudio.tracking import CONFIRMED, GAP, IN_ORDER, RESTART, SKIP, StreamTracker
+from zaudio.tracking import CHECK_BATCH, CONFIRMED, GAP, IN_ORDER, RESTART, SKIP, StreamTracker
 
 FRAMES = 10
 
@@ -92,8 +92,12 @@ def test_nonfinite_samples_are_counted_per_stream() -> None:
     bad = ok.copy()
     bad[[1, 4, 7]] = [[np.nan], [np.inf], [-np.inf]]
     huge = np.full((FRAMES, 1), 3e38, np.float32)  # finite, though its squares overflow
-    tr.follow(hdr(0), ok)
-    tr.follow(hdr(1), bad)
-    tr.follow(hdr(2), huge)
-    tr.follow(hdr(0, stream="t"), ok)
+    for h, block in [(hdr(0), ok), (hdr(1), bad), (hdr(2), huge), (hdr(0, stream="t"), ok)]:
+        tr.follow(h, block)
+        tr.check(h.stream, block)  # what a receiver does after delivering it
+    assert tr.nonfinite() == {}  # checked in batches, after delivery
+    tr.flush()
     assert tr.nonfinite() == {"s": 3}
+    for _ in range(CHECK_BATCH):  # a full batch is checked without asking
+        tr.check("t", bad)
+    assert tr.nonfinite() == {"s": 3, "t": 3 * CHECK_BATCH}

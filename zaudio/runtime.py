@@ -343,6 +343,7 @@ class Processor:
                     try:
                         frames = recv(sock)
                     except again:
+                        tracker.flush()  # idle: check what waits for its batch
                         continue
                     # A burst the function keeps up with stays in ZeroMQ's queue;
                     # only a call that falls behind makes the helper apply the
@@ -373,6 +374,7 @@ class Processor:
         else:
             for data, info in windows.feed(h, block, gap, restart):
                 self._call(data, info, outputs)
+        self.tracker.check(h.stream, block)  # after the call: nothing waits on it
 
     def _call(self, block: Any, info: Info, outputs: Outputs) -> None:
         """One call of the function; its result goes to ``outputs``."""

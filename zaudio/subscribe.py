@@ -127,9 +127,11 @@ def subscribe(
             if verdict == CONFIRMED:
                 held_h, held_block = tracker.release()
                 yield from _deliver(windows, held_h, held_block, True, False)
+                tracker.check(held_h.stream, held_block)
             if verdict != IN_ORDER:
                 count()
             yield from _deliver(windows, h, block, verdict == GAP, verdict == RESTART)
+            tracker.check(h.stream, block)
     finally:
         tracker.close()
         count()
