@@ -72,12 +72,15 @@ def duration(value: str | None, what: str) -> float | None:
     return parse_duration(value, what)
 
 
-def stop_on_signals() -> threading.Event:
-    """An event set by the first SIGINT/SIGTERM; a second one exits at once."""
+def stop_on_signals(before_exit: Callable[[], object] | None = None) -> threading.Event:
+    """An event set by the first SIGINT/SIGTERM; a second one exits at once
+    (after ``before_exit()``, e.g. killing child processes)."""
     stop = threading.Event()
 
     def handler(signum: int, frame: Any) -> None:
         if stop.is_set():
+            if before_exit is not None:
+                before_exit()
             os._exit(130)
         stop.set()
 

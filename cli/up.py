@@ -7,8 +7,33 @@ from zaudio.cli.check import load_or_exit
 from zaudio.cli.options import duration, stop_on_signals
 
 
+def _file(file: str | None, example: str | None) -> str | None:
+    """The pipeline file to run; None after listing the shipped examples."""
+    from zaudio.pipeline.examples import example as shipped
+    from zaudio.pipeline.examples import examples
+
+    if example == "":
+        for name, path in examples().items():
+            first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
+            click.echo(f"{name:<10} {first}")
+        return None
+    if (file is None) == (example is None):
+        raise click.UsageError(
+            "give a pipeline FILE or --example NAME (--example alone lists them)"
+        )
+    return file if example is None else str(shipped(example))
+
+
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@click.option(
+    "--example",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="NAME",
+    help="Run a pipeline shipped with zaudio (alone: list them).",
+)
 @click.option(
     "--status/--no-status", default=True, show_default=True, help="Show the one-line-per-node view."
 )
@@ -25,7 +50,9 @@ from zaudio.cli.options import duration, stop_on_signals
     metavar="D",
     help="How long each node may take to stop before it is killed.",
 )
-def up(file: str, status: bool, status_every: str | None, stop_timeout: str) -> None:
+def up(
+    file: str | None, example: str | None, status: bool, status_every: str | None, stop_timeout: str
+) -> None:
     """Check the pipeline FILE, start its proxy, recorders and processors, keep them
     running (restart with back-off), and stop them all in order on Ctrl-C/SIGTERM."""
     import logging
@@ -37,15 +64,18 @@ def up(file: str, status: bool, status_every: str | None, stop_timeout: str) -> 
     interval = duration(status_every, "--status-every")
     stop_s = duration(stop_timeout, "--stop-timeout")
     assert stop_s is not None
-    pipeline = load_or_exit(file)
-    stop = stop_on_signals()
-
+    path = _file(file, example)
+    if path is None:
+        return
+    pipeline = load_or_exit(path)
     output = Output(sys.stdout, sys.stderr)
     verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
     supervisor = Supervisor(pipeline, output=output, quiet_children=not verbose)
+    # first Ctrl-C/SIGTERM: stop in order; a second: SIGKILL every node, exit 130
+    stop = stop_on_signals(before_exit=supervisor.kill_all)
     view = StatusView(output, interval) if status else None
     tick = (lambda: view.update(supervisor.children, supervisor.listing)) if view else None
-    click.echo(f"zaudio up: {file} ({len(pipeline.nodes)} nodes); Ctrl-C stops them all", err=True)
+    click.echo(f"zaudio up: {path} ({len(pipeline.nodes)} nodes); Ctrl-C stops them all", err=True)
     code = supervisor.run(stop, tick, stop_timeout=stop_s)
     click.echo("zaudio up: stopped", err=True)
     raise click.exceptions.Exit(code)

@@ -67,6 +67,24 @@ def test_the_shipped_example_checks_and_maps_to_the_cli(tmp_path: Path) -> None:
     assert (gain.restart.backoff, gain.restart.backoff_max) == (0.25, 30.0)
 
 
+def test_shipped_examples_are_listed_and_check() -> None:
+    listed = run("up", "--example")
+    assert listed.returncode == 0, listed.stderr
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert names == ["demo", "pipeline"]
+    for name in names:
+        path = ROOT / "examples" / f"{name}.toml"
+        checked = run("check", str(path))
+        assert checked.returncode == 0, checked.stderr
+    unknown = run("up", "--example", "nope")
+    assert (unknown.returncode, unknown.stderr) == (
+        2,
+        "Error: no example 'nope': use one of demo, pipeline\n",
+    )
+    neither = run("up")
+    assert neither.returncode == 2 and "give a pipeline FILE or --example NAME" in neither.stderr
+
+
 def test_cli_check_ok_and_exit_2_with_every_line(tmp_path: Path) -> None:
     ok = run("check", str(write(tmp_path, GOOD)))
     assert ok.returncode == 0, ok.stderr

@@ -18,6 +18,7 @@ but the :class:`Output` lock and their child's ``tail``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import signal
@@ -315,6 +316,13 @@ class Supervisor:
                     c.state = "stopped"
                 for t in c.pumps:
                     t.join(2)
+
+    def kill_all(self) -> None:
+        """SIGKILL every running child at once (a second Ctrl-C; safe in a signal handler)."""
+        for c in self.children:
+            if c.proc is not None and c.proc.returncode is None:
+                with contextlib.suppress(OSError):
+                    os.kill(c.proc.pid, signal.SIGKILL)
 
     def run(
         self,
