@@ -23,7 +23,8 @@ from tests.helpers import (
     wait_node,
     wait_until,
 )
-from zaudio.bus import Publisher
+from zaudio.bus import Outlet, Publisher
+from zaudio.client import request
 from zaudio.errors import ConfigError
 from zaudio.processors.level import Level
 from zaudio.processors.logmel import LogMel, mel_filterbank
@@ -31,6 +32,7 @@ from zaudio.processors.printer import Print
 from zaudio.processors.spectrum import Spectrum
 from zaudio.processors.vad import VAD
 from zaudio.processors.writer import Writer
+from zaudio.protocol import AudioStream
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Info:
     src: str = "run-a"
     seq: int = 0
     gap: bool = False
+    restart: bool = False
     v: int = 1
 
 
@@ -379,6 +382,23 @@ def test_writer_file_summary_counts_nonfinite(tmp_path: Path) -> None:
     )
 
 
+def test_writer_fills_only_what_the_runtime_calls_a_gap(tmp_path: Path) -> None:
+    signal = noise(700, 1)
+    path = tmp_path / "out.wav"
+    writer = Writer(path=str(path))
+    writer(readonly(signal[0:100]), Info(index=0, frames=100))
+    # windows with --hop longer than --window skip frames: no loss, no fill
+    writer(readonly(signal[300:400]), Info(index=300, frames=100, seq=1))
+    # frames lost upstream (the runtime says gap): the missing length is silence
+    writer(readonly(signal[600:700]), Info(index=600, frames=100, seq=2, gap=True))
+    writer.close()
+    data, _ = soundfile.read(path, dtype="float32", always_2d=True)
+    zeros = np.zeros((200, 1), np.float32)
+    assert np.array_equal(
+        data, np.concatenate([signal[0:100], signal[300:400], zeros, signal[600:]])
+    )
+
+
 def test_writer_rotation_numbers_files_with_exact_total(tmp_path: Path) -> None:
     signal = noise(2500, channels=1)
     writer = Writer(path=str(tmp_path / "{stream}.wav"), segment="100ms")
@@ -418,7 +438,7 @@ def test_writer_new_src_continues_and_overlap_is_written_once(tmp_path: Path) ->
     a, b = noise(400, 1, seed=3), noise(300, 1, seed=4)
     writer(readonly(a[:300]), Info(index=0, frames=300))
     writer(readonly(a[100:400]), Info(index=100, frames=300))  # overlapping window
-    writer(readonly(b), Info(index=0, frames=300, src="run-b"))  # restart: no fill
+    writer(readonly(b), Info(index=0, frames=300, src="run-b", restart=True))  # restart: no fill
     writer.close()
     data = soundfile.read(path, dtype="float32", always_2d=True)[0]
     assert np.array_equal(data, np.concatenate([a, b]))
@@ -431,7 +451,7 @@ def test_writer_streams_need_placeholder_and_format_change_starts_next_file(
     writer(readonly(noise(10, 1)), Info(frames=10))
     with pytest.raises(Exception, match="stream"):
         writer(readonly(noise(10, 1)), Info(frames=10, stream="other"))
-    r = writer(readonly(noise(10, 2)), Info(frames=10, channels=2, src="run-b"))
+    r = writer(readonly(noise(10, 2)), Info(frames=10, channels=2, src="run-b", restart=True))
     assert r == {"files": [{"path": str(tmp_path / "one.wav"), "frames": 10, "nonfinite": 0}]}
     writer.close()
     assert soundfile.info(str(tmp_path / "one-0002.wav")).channels == 2
@@ -473,7 +493,7 @@ def test_print_one_line_per_block(capsys: pytest.CaptureFixture[str]) -> None:
     block = readonly(np.hstack([sine(1000, 0.5, 16000, phase=0), np.zeros((16000, 1))]))
     info = Info(index=480, seq=1, t=3723.25, channels=2, frames=16000)
     assert printer(block, info) is None
-    assert printer(block, replace(info, gap=True, src="run-b")) is None
+    assert printer(block, replace(info, gap=True, src="run-b", restart=True)) is None
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
         "mic seq=1 index=480 t=01:02:03.250 frames=16000 ch=2 rms=-9.0,-120.0 dBFS",
@@ -535,3 +555,42 @@ def test_writer_process_stores_no_nan_and_the_processor_counts_it(tmp_path: Path
     want = tone.copy()
     want[[500, 501, 900], 0] = 0.0
     assert np.array_equal(data, want)
+
+
+def test_writer_keeps_exactly_the_genuine_samples_around_a_forged_block(tmp_path: Path) -> None:
+    rate, n, size = 8000, 20, 160
+    tone = sine(500, 0.5, size * n, rate=rate)
+    path = tmp_path / "rec.wav"
+    with (
+        proxy_process("--heartbeat", "0.2") as (bus, _proxy),
+        spawn("process", "writer", "--topic", "mic", "-p", f"path={path}", "--proxy", bus) as rec,
+        Listener(bus, "mic") as seen,
+    ):
+        wait_node(bus, "writer", role="processor")
+        with Publisher("mic", rate=rate, channels=1, proxy=bus) as mic:
+            for k in range(n // 2):
+                assert mic.send(tone[size * k : size * (k + 1)])
+            # One block with the live src and the next seq, but an index 11 s ahead.
+            live = mic.stream
+            forged = AudioStream("mic", rate, 1, src=live.src)
+            forged.seq = live.seq
+            outlet = Outlet()
+            try:
+                outlet.connect(request(bus, {"op": "hello"})["pub"])
+                assert outlet.wait_ready(5)
+                assert outlet.send(
+                    forged.encode(np.ones((size, 1), np.float32), 0.0, index=live.index + 11 * rate)
+                )
+                # it reached the bus before the genuine blocks that follow
+                got = seen.collect(n // 2 + 1, timeout=10)
+                assert got[-1][0].index == live.index + 11 * rate
+            finally:
+                outlet.close(0)
+            for k in range(n // 2, n):
+                assert mic.send(tone[size * k : size * (k + 1)])
+            wait_until(lambda: processed(bus, "writer") == n, 10, "writer to take every block")
+        stats = wait_until(lambda: node_stats(bus, "writer").get("rejected"), 10, "rejected")
+        assert stats == 1 and node_stats(bus, "writer")["gaps"] == 0
+        assert stop(rec, signal.SIGINT) == 0
+    data, _ = soundfile.read(path, dtype="float32", always_2d=True)
+    assert data.shape == tone.shape and np.array_equal(data, tone)

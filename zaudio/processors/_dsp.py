@@ -42,6 +42,7 @@ class BlockInfo(Protocol):
     channels: int
     frames: int
     gap: bool
+    restart: bool
 
 
 def power_dbfs(power: float) -> float:

@@ -50,7 +50,6 @@ class Print:
         if not isinstance(utc, bool):
             raise ConfigError(f"invalid -p utc={utc!r}: expected true or false")
         self.utc = utc
-        self._src = ""
 
     def __call__(self, block: Block, info: BlockInfo) -> None:
         mean_square = np.einsum("ij,ij->j", block, block, dtype=np.float64) / block.shape[0]
@@ -64,10 +63,8 @@ class Print:
             f"{info.stream} seq={info.seq} index={info.index} t={when} frames={info.frames} "
             f"ch={info.channels} rms={rms} dBFS"
         )
-        if info.src != self._src:
-            if self._src:
-                line += f" src={info.src}"
-            self._src = info.src
+        if getattr(info, "restart", False):
+            line += f" src={info.src}"
         if getattr(info, "gap", False):
             line += " gap"
         try:

@@ -49,12 +49,11 @@ class _File:
 
 
 class _Sink:
-    """What the writer remembers of one stream: its file, src and next index."""
+    """What the writer remembers of one stream: its file and the index it has written up to."""
 
-    def __init__(self) -> None:
+    def __init__(self, index: int) -> None:
         self.file: _File | None = None
-        self.src = ""
-        self.next = 0  # stream index the next frame written would have
+        self.next = index  # stream index the next frame written would have
         self.number = 0  # files opened so far
         self.zeros: Block | None = None
         self.warned = False  # NaN/inf samples seen (logged once)
@@ -63,14 +62,18 @@ class _Sink:
 class Writer:
     """Write each stream it receives to a sound file, sample for sample.
 
-    The file holds exactly the samples published, in order. When frames were lost (the
-    block's ``index`` is past the next expected one, e.g. after ``info.gap``) the missing
-    length is written as silence, so a frame's position in the file is its stream index
-    minus the first one: file time stays stream time. Overlapping windows are written
-    once (the part already written is skipped). When the publisher restarts (a new
-    ``src``), writing continues in the same file without a fill, since the time between
-    the two runs is unknown; if the new run has another rate or channel count, the file
-    is finished and the next one (numbered like a rotation) is started.
+    The file holds exactly the samples published, in order. Where the stream is, and
+    what a block that is not there means, is the runtime's call (its stream tracker:
+    a duplicate or a forged block never reaches the writer): the writer follows
+    ``info.gap`` and ``info.restart``. After ``info.gap`` (frames were lost) the missing
+    length, from the block's ``index`` to the end of what was written, is written as
+    silence, so a frame's position in the file is its stream index minus the first one:
+    file time stays stream time. Overlapping windows are written once (the part
+    already written is skipped); frames skipped between windows on purpose (``--hop``
+    longer than ``--window``: no ``gap``) are not filled. After ``info.restart`` (a new publisher run),
+    writing continues in the same file without a fill, since the time between the two
+    runs is unknown; if the new run has another rate or channel count, the file is
+    finished and the next one (numbered like a rotation) is started.
 
     Parameters
     ----------
@@ -158,19 +161,17 @@ class Writer:
                     f"writer got a second stream ({info.stream!r}) but -p path={self.path!r} "
                     "has no {stream} placeholder"
                 )
-            sink = self._sinks[info.stream] = _Sink()
+            sink = self._sinks[info.stream] = _Sink(info.index)
         finished: list[dict[str, Any]] = []
-        if info.src != sink.src:
-            if sink.src:
-                log.info("stream %s restarted (new src): continuing without fill", info.stream)
-            file = sink.file
-            if file is not None and (file.rate != info.rate or file.channels != info.channels):
-                finished.append(file.close())
-                sink.file = None
-            sink.src, sink.next = info.src, info.index
-            sink.zeros = None
+        if info.restart:
+            log.info("stream %s restarted (new src): continuing without fill", info.stream)
+            sink.next = info.index
+        file = sink.file
+        if file is not None and (file.rate != info.rate or file.channels != info.channels):
+            finished.append(file.close())
+            sink.file = None
         start = 0
-        if info.index > sink.next:
+        if info.gap and info.index > sink.next:
             self._fill(sink, info, info.index - sink.next, finished)
         elif info.index < sink.next:  # overlapping windows: write only what is new
             start = min(sink.next - info.index, block.shape[0])
@@ -233,11 +234,16 @@ class Writer:
     ) -> None:
         """Write ``missing`` frames of silence."""
         log.debug("stream %s: %d frames lost, writing silence", info.stream, missing)
-        if sink.zeros is None or sink.zeros.shape[0] < min(missing, _ZEROS):
-            sink.zeros = np.zeros((min(missing, _ZEROS), info.channels), dtype=np.float32)
+        zeros = sink.zeros
+        if (
+            zeros is None
+            or zeros.shape[0] < min(missing, _ZEROS)
+            or zeros.shape[1] != info.channels
+        ):
+            zeros = sink.zeros = np.zeros((min(missing, _ZEROS), info.channels), np.float32)
         while missing:
-            chunk = min(missing, sink.zeros.shape[0])
-            self._write(sink, info, sink.zeros[:chunk], finished)
+            chunk = min(missing, zeros.shape[0])
+            self._write(sink, info, zeros[:chunk], finished)
             missing -= chunk
 
     def close(self) -> None:
