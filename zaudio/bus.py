@@ -1,4 +1,4 @@
-"""Data sockets of a node, and :class:`Publisher`, the Python API for publishing arrays.
+"""Data sockets of a node: :class:`Outlet` (publishing) and :class:`Inlet` (receiving).
 
 An :class:`Outlet` is the publishing side: an XPUB socket connected to the proxy's
 XSUB. Being XPUB (not PUB) it hears the subscriptions the proxy forwards, so it
@@ -8,6 +8,9 @@ subscription was withdrawn). No sleeps: a handshake.
 
 An :class:`Inlet` is the receiving side: a SUB socket connected to the proxy's
 XPUB. :func:`confirm_subscriptions` proves its subscriptions reached the proxy.
+
+Publishing audio (stamping, sequencing, buffering an outage) is
+:class:`zaudio.publisher.Publisher`, over an Outlet.
 """
 
 from __future__ import annotations
@@ -17,15 +20,12 @@ import os
 import time
 from typing import Any, Final
 
-import numpy.typing as npt
 import zmq
 
-from zaudio import clock
-from zaudio.client import NodeClient
-from zaudio.protocol import READY, AudioStream
+from zaudio.protocol import READY
 from zaudio.security import Keys
 
-__all__ = ["Inlet", "Outlet", "Publisher", "confirm_subscriptions", "recv_message"]
+__all__ = ["Inlet", "Outlet", "confirm_subscriptions", "recv_message"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ class Outlet:
         self.ready = False
         self.subscriptions: set[bytes] = set()
         self.connections = 0
+        #: bumped at every change of :attr:`subscriptions` (so users can cache what they derive)
+        self.changes = 0
 
     def connect(self, endpoint: str) -> None:
         """Connect to the proxy's publish-in endpoint (reconnects if it changed)."""
@@ -82,6 +84,7 @@ class Outlet:
             self.sock.disconnect(self.endpoint)
             self.ready = False
             self.subscriptions.clear()
+            self.changes += 1
         self.sock.connect(endpoint)
         self.endpoint = endpoint
 
@@ -96,6 +99,7 @@ class Outlet:
             if not msg:
                 continue
             topic = msg[1:]
+            self.changes += 1
             if msg[:1] == b"\x01":
                 self.subscriptions.add(topic)
                 if topic == READY:
@@ -223,138 +227,11 @@ def confirm_subscriptions(inlet: Inlet, outlet: Outlet, timeout: float) -> bool:
         inlet.sock.unsubscribe(token)
 
 
-class Publisher:
-    """Publish float32 blocks from your own code as one audio stream on the bus.
+def __getattr__(name: str) -> Any:
+    # Publisher lives in zaudio.publisher (which imports this module); it is
+    # still importable from here, where it used to be.
+    if name == "Publisher":
+        from zaudio.publisher import Publisher
 
-    Registers the stream with the proxy, waits (bounded) until the bus is ready,
-    and stamps each block with ``seq``, ``index`` and ``t`` on the sample clock in
-    the proxy's time base.
-
-    Parameters
-    ----------
-    stream : str
-        The stream name (``audio/<stream>`` on the wire).
-    rate : int
-        Sample rate in Hz.
-    channels : int
-        Channel count.
-    proxy : str, optional
-        Control endpoint; ``ZAUDIO_PROXY`` or ``tcp://127.0.0.1:5555`` by default.
-    keys : Keys, optional
-        CurveZMQ client keys.
-    wait : float
-        Seconds :meth:`start` waits for the proxy before publishing anyway
-        (blocks sent while the bus is not ready are counted as dropped).
-
-    Examples
-    --------
-    >>> import numpy as np, zaudio                                  # doctest: +SKIP
-    >>> with zaudio.Publisher("mic", rate=48000, channels=1) as pub:
-    ...     pub.send(np.zeros((480, 1), np.float32))
-    """
-
-    def __init__(
-        self,
-        stream: str,
-        *,
-        rate: int,
-        channels: int = 1,
-        proxy: str | None = None,
-        keys: Keys | None = None,
-        name: str | None = None,
-        role: str = "recorder",
-        wait: float = 2.0,
-        hwm: int = 1000,
-    ) -> None:
-        self.stream = AudioStream(stream, rate, channels)
-        self.counters = {"sent": 0, "dropped": 0, "frames": 0}
-        self.client = NodeClient(
-            proxy,
-            role=role,
-            name=name or stream,
-            registration=self._registration,
-            stats=self.stats,
-            keys=keys,
-        )
-        self.outlet = Outlet(keys=keys, hwm=hwm)
-        self.wait = wait
-        self._t0: float | None = None
-        self._closed = False
-
-    def _registration(self) -> dict[str, Any]:
-        s = self.stream
-        return {"streams": [{"name": s.name, "rate": s.rate, "channels": s.channels}]}
-
-    def stats(self) -> dict[str, Any]:
-        """The counters heartbeats carry: ``sent``, ``dropped``, ``frames``."""
-        return {**self.counters, "ready": self.outlet.ready}
-
-    def start(self) -> Publisher:
-        """Register and wait (at most ``wait`` seconds) for the bus to be ready.
-
-        Raises
-        ------
-        RequestRefused
-            The proxy refused the stream (another live node publishes it).
-        """
-        self.client.start()
-        deadline = time.monotonic() + self.wait
-        while time.monotonic() < deadline:
-            if self.client.refused is not None:
-                self.close()
-                raise self.client.refused
-            self.connect()
-            if self.outlet.ready and self.client.registered.is_set():
-                break
-            if self.client.endpoints is None:
-                self.client.registered.wait(0.02)
-            else:
-                self.outlet.wait_ready(min(0.05, max(0.0, deadline - time.monotonic())))
-        return self
-
-    def connect(self) -> None:
-        """Connect the outlet once ``hello`` told us where (cheap to call often)."""
-        endpoints = self.client.endpoints
-        if endpoints is not None and endpoints.pub != self.outlet.endpoint:
-            self.outlet.connect(endpoints.pub)
-
-    def now(self) -> float:
-        """Current time in the proxy's time base."""
-        return self.client.now()
-
-    def send(self, block: npt.ArrayLike, t: float | None = None) -> bool:
-        """Publish one block of shape ``(frames, channels)`` (or ``(frames,)`` if mono).
-
-        ``t`` is the time of its first frame in the proxy's time base; by default
-        the sample clock from the first block: ``t0 + index / rate``.
-        Returns False if the block could not be sent (counted in ``dropped``).
-        """
-        s = self.stream
-        if t is None:
-            if self._t0 is None:
-                self._t0 = clock.now()
-            t = self._t0 + self.client.offset + s.index / s.rate
-        frames = s.encode(block, t)
-        n = len(frames[2])
-        self.connect()
-        self.outlet.pump()
-        if self.outlet.ready and self.outlet.send(frames):
-            self.counters["sent"] += 1
-            self.counters["frames"] += n
-            return True
-        self.counters["dropped"] += 1
-        return False
-
-    def close(self) -> None:
-        """Flush, send ``disconnect`` and close. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        self.outlet.close()
-        self.client.close()
-
-    def __enter__(self) -> Publisher:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return Publisher
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

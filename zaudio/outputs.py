@@ -1,10 +1,11 @@
 """A processor's outputs: what its function returns goes back on the bus.
 
-A float32 array becomes a block of the processor's audio stream (``output``,
-announced to the proxy when its first array goes out, carrying the input's
-``t`` and ``index``); anything else JSON-able becomes a result on
-``result/<name>``. Both leave through the processor's :class:`~zaudio.bus.Outlet`,
-from the worker thread that owns it.
+A float32 array becomes a block of the processor's audio stream (``output``),
+sent by a :class:`~zaudio.publisher.Publisher` (which buffers a proxy outage
+like every publisher) carrying the input's ``t`` and ``index``; the stream is
+announced with ``client.update`` when its first array goes out. Anything else
+JSON-able becomes a result on ``result/<name>``. Both leave through the
+processor's :class:`~zaudio.bus.Outlet`, from the worker thread that owns it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from zaudio.bus import Outlet
 from zaudio.client import NodeClient
 from zaudio.errors import LocalProtocolError
 from zaudio.failures import Failures
-from zaudio.protocol import AudioStream, ResultStream
+from zaudio.protocol import ResultStream
+from zaudio.publisher import Publisher
 from zaudio.tracking import Info
 
 __all__ = ["Outputs"]
@@ -42,8 +44,10 @@ class Outputs:
 
     Attributes
     ----------
-    published, unsent : int
-        Messages sent; not sent (the proxy's queue was full, or no ``output``).
+    results_sent, results_unsent : int
+        Results sent; refused by the proxy's queue.
+    no_output : int
+        Arrays returned while the processor has no audio output (name taken).
     """
 
     def __init__(
@@ -59,41 +63,65 @@ class Outputs:
         self.client = client
         self.results = ResultStream(name)
         self.name = name
-        self._audio: AudioStream | None = None
-        self.published = 0
-        self.unsent = 0
+        #: the audio output, once the function returned its first array
+        self.audio: Publisher | None = None
+        self.results_sent = 0
+        self.results_unsent = 0
+        self.no_output = 0
         self.failures = failures
 
     def publish(self, out: Any, info: Info) -> None:
         """Send what the function returned for the block (or window) ``info`` describes."""
         try:
             if isinstance(out, np.ndarray) and out.dtype == np.float32:
-                frames = self._audio_frames(out, info)
-                if frames is None:
-                    return
-            else:
-                frames = self.results.encode(
-                    out, stream=info.stream, index=info.index, frames=info.frames, t=info.t
-                )
+                self._send_audio(out, info)
+                return
+            frames = self.results.encode(
+                out, stream=info.stream, index=info.index, frames=info.frames, t=info.t
+            )
         except LocalProtocolError as exc:
             self.failures.unpublishable(exc, info)
             return
         outlet = self.outlet
         outlet.pump()
         if outlet.send(frames):
-            self.published += 1
+            self.results_sent += 1
         else:
-            self.unsent += 1
+            self.results_unsent += 1
 
-    def _audio_frames(self, out: np.ndarray[Any, Any], info: Info) -> list[Any] | None:
+    @property
+    def published(self) -> int:
+        """Results and audio blocks sent."""
+        audio = self.audio.counters["sent"] if self.audio is not None else 0
+        return self.results_sent + audio
+
+    @property
+    def unsent(self) -> int:
+        """Results the proxy's queue refused, arrays with no output, audio blocks dropped."""
+        audio = self.audio.counters["dropped"] if self.audio is not None else 0
+        return self.results_unsent + self.no_output + audio
+
+    def _send_audio(self, out: np.ndarray[Any, Any], info: Info) -> None:
         if self.output is None:
-            self.unsent += 1
-            return None
+            self.no_output += 1
+            return
         channels = out.shape[1] if out.ndim == 2 else 1
-        stream = self._audio
-        if stream is None or stream.rate != info.rate or stream.channels != channels:
-            stream = self._audio = AudioStream(self.output, info.rate, channels)
-            self.client.update(
-                streams=[{"name": self.output, "rate": info.rate, "channels": channels}]
+        pub = self.audio
+        if pub is None or pub.stream.rate != info.rate or pub.stream.channels != channels:
+            if pub is not None:
+                pub.close(0)
+            pub = self.audio = Publisher(
+                self.output,
+                rate=info.rate,
+                channels=channels,
+                client=self.client,
+                outlet=self.outlet,
             )
-        return stream.encode(out, info.t, index=info.index)
+            # the one path by which a node announces a stream after registering
+            self.client.update(streams=pub.registration()["streams"])
+        pub.send(out, info.t, index=info.index)
+
+    def close(self) -> None:
+        """Send what the audio output still holds (bounded), counting what is left."""
+        if self.audio is not None:
+            self.audio.close(0.5)

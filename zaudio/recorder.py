@@ -2,17 +2,25 @@
 
 ::
 
-    source --put--> capture queue --> sender thread: pending buffer --> Outlet (XPUB) --> proxy
-    (its own thread       (bounded)     stamps seq/index/t, owns the
-     or PortAudio's)                    Outlet; NodeClient registers + heartbeats
+    source --put--> capture queue --> sender thread: Publisher (stamps seq/index/t,
+    (its own thread       (bounded)     holds an outage) --> Outlet (XPUB) --> proxy
+     or PortAudio's)                    NodeClient registers + heartbeats
 
-The source's thread only enqueues; it never waits on the network. The sender
-thread holds blocks until the bus is *ready* (the proxy's READY handshake and
+The source's thread only enqueues; it never waits on the network (a pull source
+that never waits on I/O, a signal or a file, runs in the sender thread itself:
+no queue). The sender thread owns the :class:`~zaudio.publisher.Publisher`,
+which holds blocks until the bus is *ready* (the proxy's READY handshake and
 our registration), so a subscriber that was listening before we started gets
 ``index`` 0; while the proxy is down or restarting it keeps up to ``buffer``
-seconds and drops the oldest beyond that, counted. ``index`` counts captured
-frames from 0, lost ones included, so a receiver sees every gap; ``t`` is
-``t0 + index / rate`` on the sample clock, in the proxy's time base.
+seconds and drops the oldest beyond that, counted, like every publisher.
+``index`` counts captured frames from 0, lost ones included (a block the capture
+queue had no room for is :meth:`~zaudio.publisher.Publisher.skip`-ped), so a
+receiver sees every gap; ``t`` is ``t0 + index / rate`` on the sample clock, in
+the proxy's time base.
+
+Each counter has one owner: the source's thread counts capture-queue overflows,
+the sender thread (its Publisher) everything sent and dropped after it;
+:attr:`Recorder.counters` adds them up when read.
 """
 
 from __future__ import annotations
@@ -23,16 +31,15 @@ import math
 import queue
 import threading
 import time
-from collections import deque
 from typing import Any
 
 import zmq
 
 from zaudio import clock
-from zaudio.bus import Outlet
 from zaudio.client import NodeClient
 from zaudio.errors import ConfigError, LocalProtocolError, ZaudioError
-from zaudio.protocol import AudioStream, validate_name
+from zaudio.protocol import validate_name
+from zaudio.publisher import Publisher
 from zaudio.security import Keys
 from zaudio.sources import DEFAULT_BLOCK, Block, Source, ThreadSource, open_source
 
@@ -41,13 +48,6 @@ __all__ = ["Recorder"]
 log = logging.getLogger(__name__)
 
 _END = None  # capture-queue sentinel: the source is exhausted
-#: Seconds a reconnected recorder waits for its former subscribers to come back
-#: before it sends what it buffered while the proxy was away.
-RESUBSCRIBE_WAIT = 1.0
-#: Seconds a reconnected recorder holds its buffer even once a subscriber is back,
-#: so that every subscriber (not just the first) has reconnected: 3x ZeroMQ's
-#: reconnect interval.
-RECONNECT_GRACE = 0.3
 
 
 class Recorder:
@@ -117,35 +117,21 @@ class Recorder:
                 source, rate=rate, channels=channels, block=block, fast=fast, loop=loop
             )
         self.source = source
-        self.stream = AudioStream(stream, source.rate, source.channels)
         self.keys = keys
         self.flush = flush
         self.register_wait = register_wait
-        self.hwm = hwm
         rate_ = source.rate
         self.max_frames = None if duration is None else max(1, round(duration * rate_))
-        self.buffer_frames = max(source.block, math.ceil(buffer * rate_))
         # The capture queue only has to absorb the sender's scheduling jitter.
         self._queue: queue.Queue[tuple[int, int, Block] | None] = queue.Queue(
             max(16, math.ceil(rate_ / source.block))
         )
-        self._pending: deque[tuple[int, int, Block]] = deque()
-        self._pending_frames = 0
-        # the Outlet connection count when a subscriber last wanted our stream
-        self._audience = 0
-        self._hold_until: float | None = None
-        self._grace_until = 0.0
-        # producer side (source thread): frames and blocks captured so far
+        # source thread: frames and blocks captured, and lost in the capture queue
         self._captured = 0
         self._blocks = 0
         self._t0: float | None = None
-        self.counters = {
-            "sent": 0,
-            "frames": 0,
-            "dropped": 0,
-            "dropped_frames": 0,
-            "queue_overflows": 0,
-        }
+        self._overflows = 0
+        self._overflow_frames = 0
         self.error: BaseException | None = None
         self.done = threading.Event()
         self._stopping = threading.Event()
@@ -159,7 +145,6 @@ class Recorder:
         # device (its callback thread) or stdin hands blocks over the queue.
         self._inline = isinstance(self.source, ThreadSource) and not self.source.blocking_io
         self._capture = threading.Event()
-        self._outlet: Outlet | None = None
         self._was_ready = False
         self.client = NodeClient(
             proxy,
@@ -169,6 +154,18 @@ class Recorder:
             stats=self.stats,
             keys=keys,
         )
+        # Made here, used only by the sender thread once start() has started it.
+        self.publisher = Publisher(
+            stream,
+            rate=rate_,
+            channels=source.channels,
+            keys=keys,
+            hwm=hwm,
+            buffer=max(buffer, source.block / rate_),
+            live=source.live,
+            client=self.client,
+        )
+        self.stream = self.publisher.stream
 
     # -- public ------------------------------------------------------------
 
@@ -180,18 +177,34 @@ class Recorder:
     def channels(self) -> int:
         return self.stream.channels
 
-    def stats(self) -> dict[str, Any]:
-        """Counters for heartbeats: ``sent``, ``dropped``, ``overflows``, ``queue`` ...
+    @property
+    def counters(self) -> dict[str, int]:
+        """``sent``, ``frames``, ``dropped``, ``dropped_frames``, ``queue_overflows``.
 
-        ``dropped`` counts every block lost on our side (buffer full while the
-        bus was away, capture queue full); ``overflows`` the input overflows the
-        device reported; ``queue`` the blocks waiting to be sent now.
+        ``dropped`` counts every block lost on our side: beyond the buffer while
+        the bus was away (counted by the sender's Publisher), or with no room in
+        the capture queue (counted by the source's thread, ``queue_overflows``).
+        """
+        c = self.publisher.counters
+        return {
+            "sent": c["sent"],
+            "frames": c["frames"],
+            "dropped": c["dropped"] + self._overflows,
+            "dropped_frames": c["dropped_frames"] + self._overflow_frames,
+            "queue_overflows": self._overflows,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for heartbeats: :attr:`counters`, ``overflows``, ``queue`` ...
+
+        ``overflows`` counts the input overflows the device reported; ``queue``
+        the blocks waiting to be sent now.
         """
         return {
             **self.counters,
             "overflows": 0,
             **self.source.stats(),
-            "queue": len(self._pending) + self._queue.qsize(),
+            "queue": self.publisher.stats()["queued"] + self._queue.qsize(),
             "captured": self._captured,
         }
 
@@ -306,12 +319,13 @@ class Recorder:
             self._ended = True
         if self._t0 is None:
             self._t0 = t if t is not None else clock.now() - n / self.rate
+            self.publisher.t0 = self._t0  # before the first block reaches the sender
         self._captured = index + n
         seq = self._blocks
         self._blocks = seq + 1
         item = (seq, index, block)
         if self._inline:
-            self._hold(item, self.source.live)
+            self._publish(item)
             self._flush_inline()
             if self._ended:
                 self.source.stop()  # we are its thread: it returns after this block
@@ -321,9 +335,8 @@ class Recorder:
             try:
                 self._queue.put_nowait(item)
             except queue.Full:
-                self.counters["queue_overflows"] += 1
-                self.counters["dropped"] += 1
-                self.counters["dropped_frames"] += n
+                self._overflows += 1
+                self._overflow_frames += n
         else:
             while not self._stopping.is_set():
                 try:
@@ -348,104 +361,61 @@ class Recorder:
     # -- sender thread -------------------------------------------------------
 
     def _registration(self) -> dict[str, Any]:
-        s = self.stream
-        return {"streams": [{"name": s.name, "rate": s.rate, "channels": s.channels}]}
+        return self.publisher.registration()
 
-    def _ready(self, outlet: Outlet) -> bool:
-        endpoints = self.client.endpoints
-        if endpoints is not None and endpoints.pub != outlet.endpoint:
-            outlet.connect(endpoints.pub)
-        outlet.pump()
-        if not (outlet.ready and self.client.registered.is_set()):
-            return False
-        wants = outlet.wants(self.stream.topic)
-        if self._audience and outlet.connections != self._audience:
-            # Reconnected (the proxy restarted) after we had subscribers. They
-            # reconnect within ZeroMQ's reconnect interval (0.1 s): hold what we
-            # buffered during the outage for RECONNECT_GRACE, and up to
-            # RESUBSCRIBE_WAIT until one is back, rather than flush it into nothing.
-            now = time.monotonic()
-            if self._hold_until is None:
-                self._hold_until = now + RESUBSCRIBE_WAIT
-                self._grace_until = now + RECONNECT_GRACE
-            if now < self._hold_until and (not wants or now < self._grace_until):
-                return False
-            self._hold_until = None
-            self._audience = 0
-        if wants:
-            self._audience = outlet.connections
-        return True
+    def _publish(self, item: tuple[int, int, Block]) -> None:
+        """Hand one captured block to the Publisher (sender thread)."""
+        seq, index, block = item
+        pub = self.publisher
+        s = pub.stream
+        if seq != s.seq:  # blocks the capture queue had no room for: a gap, not renumbered
+            pub.skip(index - s.index, seq - s.seq)
+        pub.send(block)
 
     def _take(self, timeout: float) -> None:
-        """Move captured blocks into the pending buffer, waiting up to ``timeout`` for one."""
+        """Publish captured blocks, waiting up to ``timeout`` for one."""
         q = self._queue
-        live = self.source.live
+        pub = self.publisher
         try:
             item = q.get(timeout=timeout) if timeout > 0 else q.get_nowait()
             while True:
                 if item is not _END:
-                    self._hold(item, live)
-                if not live and self._pending_frames >= self.buffer_frames:
+                    self._publish(item)
+                if not pub.live and pub.full:
                     return  # the source waits until the bus takes some
                 item = q.get_nowait()
         except queue.Empty:
             return
 
-    def _hold(self, item: tuple[int, int, Block], live: bool) -> None:
-        self._pending.append(item)
-        self._pending_frames += len(item[2])
-        if live:
-            while self._pending_frames > self.buffer_frames and len(self._pending) > 1:
-                _, _, old = self._pending.popleft()
-                self._pending_frames -= len(old)
-                self.counters["dropped"] += 1
-                self.counters["dropped_frames"] += len(old)
-
-    def _send_pending(self, outlet: Outlet) -> bool:
-        """Send what is pending; False if the proxy's queue is full (try again later)."""
-        pending, stream, c = self._pending, self.stream, self.counters
-        t0 = self._t0 if self._t0 is not None else clock.now()
-        rate = stream.rate
-        offset = self.client.offset
-        while pending:
-            seq, index, block = pending[0]
-            stream.seq = seq  # seq counts captured blocks: a dropped block leaves a gap
-            frames = stream.encode(block, t0 + offset + index / rate, index)
-            if not outlet.send(frames):
-                return False
-            pending.popleft()
-            n = len(block)
-            self._pending_frames -= n
-            c["sent"] += 1
-            c["frames"] += n
-        return True
+    def _ready(self) -> bool:
+        """Is the bus taking our stream? Logs each change (sender thread)."""
+        ready = self.publisher.ready()
+        if ready != self._was_ready:
+            self._log_ready(ready)
+            self._was_ready = ready
+        return ready
 
     def _flush_inline(self) -> None:
-        """Send what is pending, from the source's (= sender's) thread, never for long.
+        """Send what is held, from the source's (= sender's) thread, never for long.
 
-        A live source moves on at once (its buffer is bounded by :meth:`_hold`); a
+        A live source moves on at once (the Publisher's buffer is bounded); a
         source that is not live (``--fast``) waits here while the buffer is full.
         """
-        outlet = self._outlet
-        assert outlet is not None
-        live = self.source.live
+        pub = self.publisher
+        sock = pub.outlet.sock
         while True:
             if self.client.refused is not None:
                 self._fail(self.client.refused)
                 self.source.stop()
                 return
-            ready = self._ready(outlet)
-            if ready != self._was_ready:
-                self._log_ready(ready)
-                self._was_ready = ready
-            if ready and self._pending and not self._send_pending(outlet):
-                if live:
+            if self._ready() and pub.held and not pub.flush():
+                if pub.live:
                     return
-                outlet.sock.poll(5, zmq.POLLOUT)
+                sock.poll(5, zmq.POLLOUT)
                 continue
-            if live or self._pending_frames < self.buffer_frames or self._stopping.is_set():
+            if pub.live or not pub.full or self._stopping.is_set():
                 return
-            outlet.sock.poll(10)
+            sock.poll(10)
 
     def _run_inline(self) -> None:
         while not self._capture.wait(0.1):
@@ -456,8 +426,8 @@ class Recorder:
             self.source.run(self)
 
     def _send_loop(self) -> None:
-        outlet = self._outlet = Outlet(keys=self.keys, hwm=self.hwm)
-        was_ready = False
+        pub = self.publisher
+        sock = pub.outlet.sock
         try:
             if self._inline:
                 self._run_inline()
@@ -465,51 +435,43 @@ class Recorder:
                 if self.client.refused is not None:
                     self._fail(self.client.refused)
                     break
-                full = not self.source.live and self._pending_frames >= self.buffer_frames
-                if full:
-                    outlet.sock.poll(10)
+                if not pub.live and pub.full:
+                    sock.poll(10)
                 else:
-                    self._take(0.02 if self._pending else 0.1)
-                ready = self._ready(outlet)
-                if ready != was_ready:
-                    self._log_ready(ready)
-                    was_ready = ready
-                if ready and self._pending and not self._send_pending(outlet):
-                    outlet.sock.poll(5, zmq.POLLOUT)
-            self._final_flush(outlet)
+                    self._take(0.02 if pub.held else 0.1)
+                if self._ready() and pub.held and not pub.flush():
+                    sock.poll(5, zmq.POLLOUT)
+            self._final_flush()
         except Exception as exc:  # a bug or a socket failure: end the recording, say why
             log.exception("recorder sender failed")
             self._fail(exc)
         finally:
-            outlet.close(1.0)
+            pub.close(0)
 
-    def _final_flush(self, outlet: Outlet) -> None:
+    def _final_flush(self) -> None:
+        pub = self.publisher
         deadline = time.monotonic() + self.flush
         while True:
             self._take(0)
-            if not self._pending or self.client.refused is not None:
+            if not pub.held or self.client.refused is not None:
                 break
-            if self._ready(outlet) and self._send_pending(outlet):
+            if pub.flush():
                 continue
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            outlet.sock.poll(int(min(left, 0.02) * 1000) + 1)
-        if self._pending:
-            lost = len(self._pending)
-            self.counters["dropped"] += lost
-            self.counters["dropped_frames"] += self._pending_frames
+            pub.outlet.sock.poll(int(min(left, 0.02) * 1000) + 1)
+        if pub.held:
+            lost, frames = pub.discard()
             what = (
                 f"stream {self.stream.name!r}: {lost} buffered blocks "
-                f"({self._pending_frames} frames) not sent "
+                f"({frames} frames) not sent "
                 f"(the bus at {self.client.control} was not ready within {self.flush:g} s)"
             )
             if self.source.live:
                 log.warning("%s", what)
             else:  # a source that could have waited lost audio: the recording failed
                 self._fail(ZaudioError(what))
-            self._pending.clear()
-            self._pending_frames = 0
 
     def _log_ready(self, ready: bool) -> None:
         if ready:
@@ -518,7 +480,7 @@ class Recorder:
             log.warning(
                 "bus not ready (proxy %s down?): buffering up to %g s of stream %r",
                 self.client.control,
-                self.buffer_frames / self.rate,
+                self.publisher.buffer_frames / self.rate,
                 self.stream.name,
             )
 

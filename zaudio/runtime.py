@@ -276,6 +276,8 @@ class Processor:
             self.overrun.join()
             self.tracker.close()
             self.failures.close(self.loaded.close)
+            if self.outputs is not None:
+                self.outputs.close()
             if client is not None:
                 client.close()
             conn.close()

@@ -15,7 +15,8 @@ when the hello arrives (browser wall clocks, on phones especially, can be off by
 seconds; the arrival time is not) and then to the proxy's time base with the
 node client's offset. ``timeOrigin``/``dateNow`` are kept for the log only.
 
-Everything here but :class:`CaptureSession`'s publisher is pure and testable.
+Everything here is pure (no sockets) and testable; ``zaudio.web.server`` publishes
+each checked block with a :class:`~zaudio.publisher.Publisher`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Routes (HTTP GET, served from ``process_request`` before any WebSocket handshake
 - ``/ws/monitor``: updates for a monitor page (see :mod:`.monitor`).
 
 Everything runs on one asyncio loop. Each capture connection has its own
-:class:`~zaudio.bus.Publisher`; its socket is made and started in a worker thread
+:class:`~zaudio.publisher.Publisher` (which stamps, sequences and holds a proxy
+outage like every publisher); it is made and started in a worker thread
 (``start`` waits for the proxy) and from then on used only by the loop's thread.
 The server is a node itself (role ``web``): its heartbeats carry the counters,
 including every rejected browser message by reason.
@@ -34,10 +35,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from zaudio import clock
-from zaudio.bus import Publisher
 from zaudio.client import NodeClient
 from zaudio.errors import RemoteProtocolError, RequestRefused
 from zaudio.protocol import encode_json
+from zaudio.publisher import Publisher
 from zaudio.security import Keys
 from zaudio.web.capture import FrameChecker, parse_hello
 from zaudio.web.monitor import Monitor
@@ -124,6 +125,7 @@ class WebServer:
         }
         self.rejected: dict[str, int] = {}
         self._captures: set[ServerConnection] = set()
+        self._publishers: set[Publisher] = set()
         self._monitor_queues: set[asyncio.Queue[str]] = set()
         self._monitor: Monitor | None = None
         self._server: Server | None = None
@@ -133,8 +135,16 @@ class WebServer:
     # -- counters ------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Counters for heartbeats: blocks sent/dropped, rejected messages by reason."""
-        return {**self.counters, "rejected": dict(self.rejected)}
+        """Counters for heartbeats: blocks sent/dropped, rejected messages by reason.
+
+        ``sent`` and ``dropped`` add up what every capture's Publisher counted:
+        the closed ones (in :attr:`counters`) and the open ones.
+        """
+        out: dict[str, Any] = {**self.counters, "rejected": dict(self.rejected)}
+        for pub in list(self._publishers):
+            out["sent"] += pub.counters["sent"]
+            out["dropped"] += pub.counters["dropped"]
+        return out
 
     def reject(self, reason: str, detail: str, peer: Any) -> None:
         """Count one rejected browser message; log the 1st, 10th, 100th... of each reason."""
@@ -300,6 +310,7 @@ class WebServer:
             proxy=self.proxy,
             keys=self.keys,
             name=f"browser:{hello.stream}",
+            t0=arrival + hello.lead,
         )
         try:
             await asyncio.to_thread(pub.start)
@@ -312,6 +323,7 @@ class WebServer:
             await self._close(ws, UNAVAILABLE, f"no proxy: {why}")
             return
         self._captures.add(ws)
+        self._publishers.add(pub)
         self.counters["captures"] += 1
         try:
             log.info(
@@ -331,20 +343,19 @@ class WebServer:
                 "channels": hello.channels,
             }
             await ws.send(encode_json(ready).decode())
-            await self._publish(ws, pub, hello.rate, hello.channels, arrival + hello.lead)
+            await self._publish(ws, pub, hello.rate, hello.channels)
         finally:
             self._captures.discard(ws)
             self.counters["captures"] -= 1
+            self._publishers.discard(pub)
             await asyncio.to_thread(pub.close)
+            for key in ("sent", "dropped"):
+                self.counters[key] += pub.counters[key]
             log.info("browser %s stopped %r", peer, hello.stream)
 
-    async def _publish(
-        self, ws: ServerConnection, pub: Publisher, rate: int, channels: int, t0: float
-    ) -> None:
-        """The per-block loop: check, stamp on the sample clock, publish."""
+    async def _publish(self, ws: ServerConnection, pub: Publisher, rate: int, channels: int) -> None:
+        """The per-block loop: check, then publish (the Publisher stamps on the sample clock)."""
         checker = FrameChecker(rate, channels)
-        stream = pub.stream
-        client = pub.client
         drops = 0
         async for message in ws:
             try:
@@ -356,17 +367,13 @@ class WebServer:
                     return
                 # the audio is lost: seq and index move on so receivers see the gap
                 if not isinstance(message, str) and len(message) % checker.stride == 0:
-                    stream.skip(len(message) // checker.stride)
+                    pub.skip(len(message) // checker.stride)
                 drops += 1
                 if drops > MAX_DROPS:
                     await self._close(ws, BAD_REQUEST, f"too many rejected blocks ({exc})")
                     return
                 continue
-            t = t0 + client.offset + stream.index / rate
-            if pub.send(block, t):
-                self.counters["sent"] += 1
-            else:
-                self.counters["dropped"] += 1
+            pub.send(block)
 
     async def _watch(self, ws: ServerConnection) -> None:
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=64)
