@@ -353,7 +353,9 @@ class WebServer:
                 self.counters[key] += pub.counters[key]
             log.info("browser %s stopped %r", peer, hello.stream)
 
-    async def _publish(self, ws: ServerConnection, pub: Publisher, rate: int, channels: int) -> None:
+    async def _publish(
+        self, ws: ServerConnection, pub: Publisher, rate: int, channels: int
+    ) -> None:
         """The per-block loop: check, then publish (the Publisher stamps on the sample clock)."""
         checker = FrameChecker(rate, channels)
         drops = 0
