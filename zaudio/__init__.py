@@ -15,7 +15,6 @@ from zaudio._version import __version__
 from zaudio.loader import import_from_string
 
 if TYPE_CHECKING:
-    from zaudio.bus import Publisher
     from zaudio.client import NodeClient, request
     from zaudio.errors import (
         ConfigError,
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     )
     from zaudio.protocol import AudioHeader, ResultHeader, decode
     from zaudio.proxy import Proxy
+    from zaudio.publisher import Publisher
     from zaudio.recorder import Recorder
     from zaudio.runtime import Info, Processor, run_processor
     from zaudio.security import Keys, keygen
@@ -73,7 +73,7 @@ _LAZY = {
     "ResultHeader": "zaudio.protocol",
     "decode": "zaudio.protocol",
     "Proxy": "zaudio.proxy",
-    "Publisher": "zaudio.bus",
+    "Publisher": "zaudio.publisher",
     "Recorder": "zaudio.recorder",
     "Info": "zaudio.runtime",
     "Processor": "zaudio.runtime",
