@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from zaudio.cli.check import load_or_exit
 from zaudio.cli.options import duration, stop_on_signals
@@ -24,6 +26,21 @@ def _file(file: str | None, example: str | None) -> str | None:
     return file if example is None else str(shipped(example))
 
 
+def _export(pipeline: Any, out: str | None) -> None:
+    from pathlib import Path
+
+    from zaudio.pipeline.export import to_compose
+
+    if out is None:
+        click.echo(to_compose(pipeline, "."), nl=False)
+        return
+    try:
+        Path(out).write_text(to_compose(pipeline, Path(out).resolve().parent), encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
+    click.echo(f"zaudio up: wrote {out}", err=True)
+
+
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @click.option(
@@ -33,6 +50,20 @@ def _file(file: str | None, example: str | None) -> str | None:
     default=None,
     metavar="NAME",
     help="Run a pipeline shipped with zaudio (alone: list them).",
+)
+@click.option(
+    "--export",
+    "export",
+    type=click.Choice(["compose"]),
+    default=None,
+    help="Write the graph as a compose file instead of running it.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Where --export writes [stdout].",
 )
 @click.option(
     "--status/--no-status", default=True, show_default=True, help="Show the one-line-per-node view."
@@ -51,7 +82,13 @@ def _file(file: str | None, example: str | None) -> str | None:
     help="How long each node may take to stop before it is killed.",
 )
 def up(
-    file: str | None, example: str | None, status: bool, status_every: str | None, stop_timeout: str
+    file: str | None,
+    example: str | None,
+    export: str | None,
+    out: str | None,
+    status: bool,
+    status_every: str | None,
+    stop_timeout: str,
 ) -> None:
     """Check the pipeline FILE, start its proxy, recorders and processors, keep them
     running (restart with back-off), and stop them all in order on Ctrl-C/SIGTERM."""
@@ -68,6 +105,9 @@ def up(
     if path is None:
         return
     pipeline = load_or_exit(path)
+    if export is not None:
+        _export(pipeline, out)
+        return
     output = Output(sys.stdout, sys.stderr)
     verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
     supervisor = Supervisor(pipeline, output=output, quiet_children=not verbose)

@@ -1,0 +1,85 @@
+"""``zaudio up FILE --export compose``: the same graph, validated offline like docker/compose.yaml."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.helpers import ROOT, run
+from zaudio.pipeline import load
+
+
+def compose_config(path: Path) -> dict[str, Any]:
+    """The model ``docker-compose config`` resolves (no engine needed)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ZAUDIO_")}
+    out = subprocess.run(
+        ["docker-compose", "-f", str(path), "config"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=clean,
+        cwd=path.parent,
+    )
+    assert out.returncode == 0, out.stderr
+    model: dict[str, Any] = yaml.safe_load(out.stdout)
+    return model
+
+
+def test_example_exports_to_a_compose_file_that_validates(tmp_path: Path) -> None:
+    for name in ("pipeline.toml", "gain.py"):
+        shutil.copy(ROOT / "examples" / name, tmp_path / name)
+    (tmp_path / "deploy").mkdir()
+    out = tmp_path / "deploy" / "compose.yaml"
+    r = run("up", str(tmp_path / "pipeline.toml"), "--export", "compose", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == f"zaudio up: wrote {out}\n"
+    model = compose_config(out)
+    services = model["services"]
+    assert set(services) == {"proxy", "tone", "voice", "gain", "level", "vad"}
+    assert model["networks"]["bus"]["internal"] is True
+    assert not any(s.get("ports") for s in services.values())
+    assert services["proxy"]["command"] == ["proxy", "--host", "0.0.0.0", "--port", "5555"]
+    pipeline = load(tmp_path / "pipeline.toml")
+    for node in pipeline.nodes[1:]:
+        service = services[node.name]
+        # the very command zaudio up runs, pointed at the proxy service
+        expected = ["tcp://proxy:5555" if a == pipeline.control else a for a in node.args]
+        assert service["command"] == expected
+        assert service["restart"] == "on-failure"
+        assert service["working_dir"] == "/pipeline"
+        assert service["volumes"] == [f"{tmp_path}:/pipeline:rw"]
+        assert "proxy" in service["depends_on"]
+    # on stdout, host paths are relative to the current directory
+    stdout = run("up", "pipeline.toml", "--export", "compose", cwd=tmp_path)
+    assert stdout.returncode == 0, stdout.stderr
+    (tmp_path / "here.yaml").write_text(stdout.stdout)
+    assert compose_config(tmp_path / "here.yaml")["services"]["vad"]["volumes"] == [
+        f"{tmp_path}:/pipeline:rw"
+    ]
+
+
+def test_existing_proxy_and_keys_export(tmp_path: Path) -> None:
+    assert run("keygen", str(tmp_path / "keys")).returncode == 0
+    path = tmp_path / "ext.toml"
+    path.write_text(
+        '[proxy]\nendpoint = "tcp://hub.lab:6000"\nkeys = "keys"\n\n'
+        '[recorder.mic]\nsource = "noise"\nrestart = "always"\nenv = { A = "1" }\n'
+    )
+    out = tmp_path / "compose.yaml"
+    assert run("up", str(path), "--export", "compose", "-o", str(out)).returncode == 0
+    model = compose_config(out)
+    assert set(model["services"]) == {"mic"}
+    mic = model["services"]["mic"]
+    assert mic["command"] == [
+        "record", "--source", "noise", "--stream", "mic",
+        "--proxy", "tcp://hub.lab:6000", "--keys", "/keys",
+    ]  # fmt: skip
+    assert mic["restart"] == "always"
+    assert mic["environment"] == {"A": "1"}
+    assert f"{tmp_path / 'keys'}:/keys:ro" in mic["volumes"]
+    assert model["networks"]["bus"].get("internal") in (None, False)
