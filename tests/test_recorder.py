@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from tests.helpers import (
     wait_until,
 )
 from zaudio.protocol import AudioHeader
+from zaudio.recorder import Recorder
+from zaudio.sources import Source
 
 
 def check_stream(msgs: list[tuple[Any, Any]], rate: int) -> tuple[list[AudioHeader], np.ndarray]:
@@ -243,3 +246,55 @@ def test_python_api_recorder(proxy: Any) -> None:
         msgs = listener.collect(20, 10)
     headers, _ = check_stream(msgs, 48000)
     assert headers[0].index == 0 and rec.counters["sent"] == 20
+
+
+class _Burst(Source):
+    """A live push source: its own thread puts ``n`` blocks as fast as it can."""
+
+    rate, channels, block, live, description = 1000, 1, 10, True, "burst"
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.thread: threading.Thread | None = None
+
+    def start(self, sink: Any) -> None:
+        def run() -> None:
+            for k in range(self.n):
+                sink.put(np.full((10, 1), k, np.float32), None)
+            sink.end()
+
+        self.thread = threading.Thread(target=run, name="burst")
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(10)
+
+
+class _Writers(dict[str, int]):
+    """A counter dict that remembers which threads wrote each key."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.writers: dict[str, set[str]] = {}
+
+    def __setitem__(self, key: str, value: int) -> None:
+        self.writers.setdefault(key, set()).add(threading.current_thread().name)
+        super().__setitem__(key, value)
+
+
+def test_every_counter_has_one_owning_thread_and_none_is_lost() -> None:
+    """The source's thread (capture-queue overflows) and the sender thread (its Publisher:
+    sent, dropped beyond the buffer) each write their own counters; the sums add up."""
+    n = 3000
+    # No proxy: every block is dropped, by the capture queue or beyond the 20 ms buffer.
+    rec = Recorder(_Burst(n), stream="burst", proxy=f"tcp://127.0.0.1:{free_ports(1)}",
+                   buffer=0.02, flush=0.1, register_wait=0.0)  # fmt: skip
+    writers = rec.publisher.counters = _Writers(rec.publisher.counters)
+    rec.start()
+    assert rec.wait(20)
+    rec.stop()
+    c = rec.counters
+    assert c["queue_overflows"] > 0 and writers["dropped"] > 0  # both kinds of drop happened
+    assert c["sent"] + c["dropped"] == n and c["dropped_frames"] == 10 * c["dropped"]
+    assert set().union(*writers.writers.values()) == {"zaudio-sender"}

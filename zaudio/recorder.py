@@ -2,8 +2,8 @@
 
 ::
 
-    source --put--> capture queue --> sender thread: Publisher (stamps seq/index/t,
-    (its own thread       (bounded)     holds an outage) --> Outlet (XPUB) --> proxy
+    source --put--> capture queue --> sender thread (zaudio.sender): Publisher stamps
+    (its own thread       (bounded)     seq/index/t, holds an outage --> Outlet (XPUB) --> proxy
      or PortAudio's)                    NodeClient registers + heartbeats
 
 The source's thread only enqueues; it never waits on the network (a pull source
@@ -25,15 +25,11 @@ the sender thread (its Publisher) everything sent and dropped after it;
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import queue
 import threading
 import time
 from typing import Any
-
-import zmq
 
 from zaudio import clock
 from zaudio.client import NodeClient
@@ -41,14 +37,12 @@ from zaudio.errors import ConfigError, LocalProtocolError, ZaudioError
 from zaudio.protocol import validate_name
 from zaudio.publisher import Publisher
 from zaudio.security import Keys
-from zaudio.sources import DEFAULT_BLOCK, Block, Source, ThreadSource, open_source
+from zaudio.sender import END, Sender
+from zaudio.sources import DEFAULT_BLOCK, Block, Source, open_source
 
 __all__ = ["Recorder"]
 
 log = logging.getLogger(__name__)
-
-_END = None  # capture-queue sentinel: the source is exhausted
-
 
 class Recorder:
     """Capture a source and publish it as one audio stream.
@@ -122,10 +116,6 @@ class Recorder:
         self.register_wait = register_wait
         rate_ = source.rate
         self.max_frames = None if duration is None else max(1, round(duration * rate_))
-        # The capture queue only has to absorb the sender's scheduling jitter.
-        self._queue: queue.Queue[tuple[int, int, Block] | None] = queue.Queue(
-            max(16, math.ceil(rate_ / source.block))
-        )
         # source thread: frames and blocks captured, and lost in the capture queue
         self._captured = 0
         self._blocks = 0
@@ -134,18 +124,9 @@ class Recorder:
         self._overflow_frames = 0
         self.error: BaseException | None = None
         self.done = threading.Event()
-        self._stopping = threading.Event()
-        self._finish = threading.Event()
         self._ended = False
         self._started = False
         self._stopped = False
-        self._sender: threading.Thread | None = None
-        # A pull source that never waits on I/O (a signal, a file) runs in the
-        # sender thread itself: no queue and no thread hand-off per block. A
-        # device (its callback thread) or stdin hands blocks over the queue.
-        self._inline = isinstance(self.source, ThreadSource) and not self.source.blocking_io
-        self._capture = threading.Event()
-        self._was_ready = False
         self.client = NodeClient(
             proxy,
             role="recorder",
@@ -166,6 +147,8 @@ class Recorder:
             client=self.client,
         )
         self.stream = self.publisher.stream
+        self.sender = Sender(source, self.client, self.publisher, flush, self._fail)
+        self._queue = self.sender.queue
 
     # -- public ------------------------------------------------------------
 
@@ -214,12 +197,11 @@ class Recorder:
             return self
         self._started = True
         self.client.start()
-        self._sender = threading.Thread(target=self._send_loop, name="zaudio-sender", daemon=True)
-        self._sender.start()
+        self.sender.start(self)
         try:
             self._await_registration()
-            if self._inline:
-                self._capture.set()  # the sender thread runs the source
+            if self.sender.inline:
+                self.sender.capture.set()  # the sender thread runs the source
             else:
                 self.source.start(self)
         except BaseException:
@@ -276,15 +258,11 @@ class Recorder:
         if self._stopped:
             return
         self._stopped = True
-        self._stopping.set()
+        self.sender.stopping.set()
         try:
             self.source.stop()
         finally:
-            self._finish.set()
-            with contextlib.suppress(queue.Full):
-                self._queue.put_nowait(_END)  # wake the sender now
-            if self._sender is not None:
-                self._sender.join(self.flush + 5)
+            self.sender.stop()
             self.client.close()
             self.done.set()
         c = self.counters
@@ -324,9 +302,9 @@ class Recorder:
         seq = self._blocks
         self._blocks = seq + 1
         item = (seq, index, block)
-        if self._inline:
-            self._publish(item)
-            self._flush_inline()
+        if self.sender.inline:
+            self.sender.publish(item)
+            self.sender.flush_inline()
             if self._ended:
                 self.source.stop()  # we are its thread: it returns after this block
                 self.done.set()
@@ -338,7 +316,7 @@ class Recorder:
                 self._overflows += 1
                 self._overflow_frames += n
         else:
-            while not self._stopping.is_set():
+            while not self.sender.stopping.is_set():
                 try:
                     self._queue.put(item, timeout=0.1)
                     break
@@ -353,136 +331,13 @@ class Recorder:
         if error is not None and self.error is None:
             self.error = error
         try:
-            self._queue.put_nowait(_END)
+            self._queue.put_nowait(END)
         except queue.Full:
             pass  # the sender sees _ended once the queue drains
         self.done.set()
 
-    # -- sender thread -------------------------------------------------------
-
     def _registration(self) -> dict[str, Any]:
         return self.publisher.registration()
-
-    def _publish(self, item: tuple[int, int, Block]) -> None:
-        """Hand one captured block to the Publisher (sender thread)."""
-        seq, index, block = item
-        pub = self.publisher
-        s = pub.stream
-        if seq != s.seq:  # blocks the capture queue had no room for: a gap, not renumbered
-            pub.skip(index - s.index, seq - s.seq)
-        pub.send(block)
-
-    def _take(self, timeout: float) -> None:
-        """Publish captured blocks, waiting up to ``timeout`` for one."""
-        q = self._queue
-        pub = self.publisher
-        try:
-            item = q.get(timeout=timeout) if timeout > 0 else q.get_nowait()
-            while True:
-                if item is not _END:
-                    self._publish(item)
-                if not pub.live and pub.full:
-                    return  # the source waits until the bus takes some
-                item = q.get_nowait()
-        except queue.Empty:
-            return
-
-    def _ready(self) -> bool:
-        """Is the bus taking our stream? Logs each change (sender thread)."""
-        ready = self.publisher.ready()
-        if ready != self._was_ready:
-            self._log_ready(ready)
-            self._was_ready = ready
-        return ready
-
-    def _flush_inline(self) -> None:
-        """Send what is held, from the source's (= sender's) thread, never for long.
-
-        A live source moves on at once (the Publisher's buffer is bounded); a
-        source that is not live (``--fast``) waits here while the buffer is full.
-        """
-        pub = self.publisher
-        sock = pub.outlet.sock
-        while True:
-            if self.client.refused is not None:
-                self._fail(self.client.refused)
-                self.source.stop()
-                return
-            if self._ready() and pub.held and not pub.flush():
-                if pub.live:
-                    return
-                sock.poll(5, zmq.POLLOUT)
-                continue
-            if pub.live or not pub.full or self._stopping.is_set():
-                return
-            sock.poll(10)
-
-    def _run_inline(self) -> None:
-        while not self._capture.wait(0.1):
-            if self._finish.is_set():
-                return
-        if not self._finish.is_set():
-            assert isinstance(self.source, ThreadSource)
-            self.source.run(self)
-
-    def _send_loop(self) -> None:
-        pub = self.publisher
-        sock = pub.outlet.sock
-        try:
-            if self._inline:
-                self._run_inline()
-            while not self._finish.is_set() and not self._inline:
-                if self.client.refused is not None:
-                    self._fail(self.client.refused)
-                    break
-                if not pub.live and pub.full:
-                    sock.poll(10)
-                else:
-                    self._take(0.02 if pub.held else 0.1)
-                if self._ready() and pub.held and not pub.flush():
-                    sock.poll(5, zmq.POLLOUT)
-            self._final_flush()
-        except Exception as exc:  # a bug or a socket failure: end the recording, say why
-            log.exception("recorder sender failed")
-            self._fail(exc)
-        finally:
-            pub.close(0)
-
-    def _final_flush(self) -> None:
-        pub = self.publisher
-        deadline = time.monotonic() + self.flush
-        while True:
-            self._take(0)
-            if not pub.held or self.client.refused is not None:
-                break
-            if pub.flush():
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            pub.outlet.sock.poll(int(min(left, 0.02) * 1000) + 1)
-        if pub.held:
-            lost, frames = pub.discard()
-            what = (
-                f"stream {self.stream.name!r}: {lost} buffered blocks "
-                f"({frames} frames) not sent "
-                f"(the bus at {self.client.control} was not ready within {self.flush:g} s)"
-            )
-            if self.source.live:
-                log.warning("%s", what)
-            else:  # a source that could have waited lost audio: the recording failed
-                self._fail(ZaudioError(what))
-
-    def _log_ready(self, ready: bool) -> None:
-        if ready:
-            log.info("publishing stream %r via %s", self.stream.name, self.client.control)
-        else:
-            log.warning(
-                "bus not ready (proxy %s down?): buffering up to %g s of stream %r",
-                self.client.control,
-                self.publisher.buffer_frames / self.rate,
-                self.stream.name,
-            )
 
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:
