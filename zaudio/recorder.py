@@ -44,6 +44,7 @@ __all__ = ["Recorder"]
 
 log = logging.getLogger(__name__)
 
+
 class Recorder:
     """Capture a source and publish it as one audio stream.
 
