@@ -26,16 +26,22 @@ def _file(file: str | None, example: str | None) -> str | None:
     return file if example is None else str(shipped(example))
 
 
-def _export(pipeline: Any, out: str | None) -> None:
+def _export(pipeline: Any, kind: str, image: str | None, out: str | None) -> None:
     from pathlib import Path
 
-    from zaudio.pipeline.export import to_compose
+    from zaudio.pipeline.export import IMAGE, to_compose
+    from zaudio.pipeline.k8s import to_k8s
 
+    base = Path(out).resolve().parent if out else Path.cwd()
+    if kind == "compose":
+        text = to_compose(pipeline, base, image or IMAGE)
+    else:
+        text = to_k8s(pipeline, image or "zaudio:latest")
     if out is None:
-        click.echo(to_compose(pipeline, "."), nl=False)
+        click.echo(text, nl=False)
         return
     try:
-        Path(out).write_text(to_compose(pipeline, Path(out).resolve().parent), encoding="utf-8")
+        Path(out).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
     click.echo(f"zaudio up: wrote {out}", err=True)
@@ -54,9 +60,14 @@ def _export(pipeline: Any, out: str | None) -> None:
 @click.option(
     "--export",
     "export",
-    type=click.Choice(["compose"]),
+    type=click.Choice(["compose", "k8s"]),
     default=None,
-    help="Write the graph as a compose file instead of running it.",
+    help="Write the graph as a compose file or Kubernetes manifests instead of running it.",
+)
+@click.option(
+    "--image",
+    default=None,
+    help="Image for --export [compose: ${ZAUDIO_IMAGE:-zaudio:latest}; k8s: zaudio:latest].",
 )
 @click.option(
     "-o",
@@ -85,6 +96,7 @@ def up(
     file: str | None,
     example: str | None,
     export: str | None,
+    image: str | None,
     out: str | None,
     status: bool,
     status_every: str | None,
@@ -106,7 +118,7 @@ def up(
         return
     pipeline = load_or_exit(path)
     if export is not None:
-        _export(pipeline, out)
+        _export(pipeline, export, image, out)
         return
     output = Output(sys.stdout, sys.stderr)
     verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -83,3 +84,95 @@ def test_existing_proxy_and_keys_export(tmp_path: Path) -> None:
     assert mic["environment"] == {"A": "1"}
     assert f"{tmp_path / 'keys'}:/keys:ro" in mic["volumes"]
     assert model["networks"]["bus"].get("internal") in (None, False)
+
+
+DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+
+
+def check_manifest(obj: dict[str, Any]) -> None:
+    """What the API server would refuse first, checked offline (no cluster here)."""
+    assert obj["apiVersion"] in ("v1", "apps/v1", "batch/v1"), obj
+    assert DNS1123.match(obj["metadata"]["name"]) and len(obj["metadata"]["name"]) <= 63
+    spec = obj["spec"]
+    if obj["kind"] == "Service":
+        assert spec["selector"] and all(isinstance(p["port"], int) for p in spec["ports"])
+        return
+    pod = spec["template"]
+    if obj["kind"] == "Deployment":
+        labels = pod["metadata"]["labels"]
+        assert spec["selector"]["matchLabels"].items() <= labels.items()
+    else:
+        assert obj["kind"] == "Job" and pod["spec"]["restartPolicy"] in ("Never", "OnFailure")
+    volumes = {v["name"] for v in pod["spec"].get("volumes", [])}
+    for c in pod["spec"]["containers"]:
+        assert DNS1123.match(c["name"]) and c["image"]
+        assert all(isinstance(a, str) for a in c["args"])
+        assert {m["name"] for m in c.get("volumeMounts", [])} <= volumes
+        assert all(isinstance(e["value"], str) for e in c.get("env", []))
+
+
+def test_k8s_export(tmp_path: Path) -> None:
+    for name in ("pipeline.toml", "gain.py"):
+        shutil.copy(ROOT / "examples" / name, tmp_path / name)
+    r = run("up", str(tmp_path / "pipeline.toml"), "--export", "k8s", "--image", "lab/zaudio:1")
+    assert r.returncode == 0, r.stderr
+    objects = list(yaml.safe_load_all(r.stdout))
+    for obj in objects:
+        check_manifest(obj)
+    kinds = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert kinds == [
+        ("Deployment", "proxy"),
+        ("Service", "proxy"),
+        *(("Deployment", n) for n in ("tone", "voice", "gain", "level", "vad")),
+    ]
+    assert [p["port"] for p in objects[1]["spec"]["ports"]] == [5555, 5556, 5557]
+    pipeline = load(tmp_path / "pipeline.toml")
+    for node, obj in zip(pipeline.nodes[1:], objects[2:], strict=True):
+        (container,) = obj["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == "lab/zaudio:1"
+        assert container["workingDir"] == "/pipeline"
+        assert container["args"] == [
+            "tcp://proxy:5555" if a == pipeline.control else a for a in node.args
+        ]
+
+
+def test_k8s_export_with_keys_and_a_job(tmp_path: Path) -> None:
+    assert run("keygen", str(tmp_path / "keys")).returncode == 0
+    path = tmp_path / "k.toml"
+    path.write_text(
+        '[proxy]\nkeys = "keys"\n\n'
+        '[recorder."Lab/Mic"]\nsource = "noise"\nstream = "lab/mic"\nduration = "5s"\nrestart = "no"\n'
+    )
+    r = run("up", str(path), "--export", "k8s")
+    assert r.returncode == 0, r.stderr
+    objects = list(yaml.safe_load_all(r.stdout))
+    for obj in objects:
+        check_manifest(obj)
+    job = objects[-1]
+    assert (job["kind"], job["metadata"]["name"], job["spec"]["backoffLimit"]) == (
+        "Job",
+        "lab-mic",
+        0,
+    )
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"][-2:] == ["--keys", "/keys"]
+    (volume,) = pod["volumes"]
+    assert volume["secret"]["secretName"] == "zaudio-node-keys"
+    assert {i["path"] for i in volume["secret"]["items"]} == {
+        "client.key",
+        "client.key_secret",
+        "server.key",
+    }
+    proxy_items = objects[0]["spec"]["template"]["spec"]["volumes"][0]["secret"]["items"]
+    assert {i["path"] for i in proxy_items} == {
+        "server.key",
+        "server.key_secret",
+        "authorized/client.key",
+    }
+    # the header says how to create both secrets from the keys directory
+    for secret in ("zaudio-proxy-keys", "zaudio-node-keys"):
+        assert f"#   kubectl create secret generic {secret} --from-file=" in r.stdout
+    assert (
+        f"--from-file=authorized.client.key={tmp_path / 'keys' / 'authorized' / 'client.key'}"
+        in r.stdout
+    )

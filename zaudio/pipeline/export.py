@@ -97,7 +97,7 @@ def _relative(path: Path, base: Path) -> str:
     return rel if rel.startswith(".") else f"./{rel}"
 
 
-def to_compose(pipeline: Pipeline, base: str | os.PathLike[str] = ".") -> str:
+def to_compose(pipeline: Pipeline, base: str | os.PathLike[str] = ".", image: str = IMAGE) -> str:
     """The compose file for ``pipeline``; host paths relative to ``base`` (its directory)."""
     base_dir = Path(base).resolve()
     port = pipeline.control.rpartition(":")[2]
@@ -110,7 +110,7 @@ def to_compose(pipeline: Pipeline, base: str | os.PathLike[str] = ".") -> str:
     for node in pipeline.nodes:
         name = "proxy" if node.kind == "proxy" else _service_name(node, taken)
         service: dict[str, Any] = {
-            "image": IMAGE,
+            "image": image,
             "command": service_args(pipeline, node, proxy),
             "restart": node.restart.policy,
             "working_dir": WORKDIR,
