@@ -100,7 +100,7 @@ def test_register_heartbeat_stats_disconnect(proxy: Proxy) -> None:
             3,
             "heartbeat carrying stats",
         )
-        assert node.name == "n1" and node.streams[0]["name"] == "n1"
+        assert node.name == "n1" and node.streams[0].name == "n1"
     finally:
         client.close()
     assert proxy.registry.nodes == {}  # disconnect removed it at once

@@ -15,17 +15,33 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 import zmq
 
-from zaudio import clock
+from zaudio import clock, control
+from zaudio.control import (
+    Disconnect,
+    ErrorReply,
+    Heartbeat,
+    Hello,
+    HelloReply,
+    OkReply,
+    Register,
+    RegisterReply,
+    StreamInfo,
+    Time,
+    TimeReply,
+)
 from zaudio.endpoints import control_endpoint, resolve
-from zaudio.errors import ProxyUnreachable, RemoteProtocolError, RequestRefused
-from zaudio.protocol import decode_json, encode_json
+from zaudio.errors import LocalProtocolError, ProxyUnreachable, RemoteProtocolError, RequestRefused
+from zaudio.protocol import encode_json
 from zaudio.security import Keys
+
+R = TypeVar("R", bound=msgspec.Struct)
 
 __all__ = ["Endpoints", "NodeClient", "Requester", "request"]
 
@@ -72,8 +88,46 @@ class Requester:
         sock.connect(self.endpoint)
         return sock
 
-    def request(self, msg: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        """Send one request and return the reply's fields (``ok: true`` checked).
+    def _exchange(self, frame: bytes, timeout: float | None) -> bytes:
+        """Send one request frame and return the reply frame (or reset and raise)."""
+        if self._sock is None:
+            self._sock = self._open()
+        sock = self._sock
+        timeout = self.timeout if timeout is None else timeout
+        sock.send(frame)
+        if not sock.poll(int(timeout * 1000)):
+            self.reset()
+            raise ProxyUnreachable(
+                f"no reply from the proxy at {self.endpoint} within {timeout:g} s "
+                "(is 'zaudio proxy' running there? pass --proxy or set ZAUDIO_PROXY)"
+            )
+        return bytes(sock.recv())
+
+    def call(self, req: control.Request, kind: type[R], timeout: float | None = None) -> R:
+        """Send a typed request (:mod:`zaudio.control`) and return its typed reply.
+
+        Raises
+        ------
+        ProxyUnreachable
+            No reply within ``timeout``; the socket has been reset.
+        RequestRefused
+            The proxy replied ``ok: false`` (``code`` set), or sent a reply that
+            does not fit ``kind`` (``code`` ``"bad_reply"``).
+        """
+        raw = self._exchange(control.encode(req), timeout)
+        try:
+            reply = control.decode_reply(raw, kind)
+        except RemoteProtocolError as exc:
+            self.reset()
+            raise RequestRefused(str(exc), "bad_reply") from None
+        if isinstance(reply, ErrorReply):
+            raise RequestRefused(reply.error, reply.code)
+        return reply
+
+    def request(
+        self, msg: Mapping[str, Any] | control.Request, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Send one request and return the reply's fields as a dict (``ok: true`` checked).
 
         Raises
         ------
@@ -82,21 +136,11 @@ class Requester:
         RequestRefused
             The proxy replied ``ok: false``.
         """
-        if self._sock is None:
-            self._sock = self._open()
-        sock = self._sock
-        timeout = self.timeout if timeout is None else timeout
-        sock.send(encode_json(msg))
-        if not sock.poll(int(timeout * 1000)):
-            self.reset()
-            raise ProxyUnreachable(
-                f"no reply from the proxy at {self.endpoint} within {timeout:g} s "
-                "(is 'zaudio proxy' running there? pass --proxy or set ZAUDIO_PROXY)"
-            )
-        raw = sock.recv()
+        frame = encode_json(msg) if isinstance(msg, Mapping) else control.encode(msg)
+        raw = self._exchange(frame, timeout)
         try:
-            reply = decode_json(raw)
-        except RemoteProtocolError:
+            reply = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
             reply = None
         if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
             self.reset()
@@ -116,7 +160,11 @@ class Requester:
 
 
 def request(
-    proxy: str | None, msg: dict[str, Any], *, timeout: float = 1.0, keys: Keys | None = None
+    proxy: str | None,
+    msg: Mapping[str, Any] | control.Request,
+    *,
+    timeout: float = 1.0,
+    keys: Keys | None = None,
 ) -> dict[str, Any]:
     """One request on a fresh socket: ``request(None, {"op": "list"})``."""
     req = Requester(proxy, timeout=timeout, keys=keys)
@@ -134,14 +182,11 @@ def measure_offset(req: Requester, samples: int = CLOCK_SAMPLES) -> tuple[float,
     best: tuple[float, float] | None = None
     for _ in range(samples):
         t0 = clock.now()
-        reply = req.request({"op": "time"})
+        remote = req.call(Time(), TimeReply).time
         t1 = clock.now()
-        remote = reply.get("time")
-        if not isinstance(remote, int | float) or isinstance(remote, bool):
-            raise RequestRefused("the proxy's time reply has no number 'time'", "bad_reply")
         rtt = t1 - t0
         if best is None or rtt < best[1]:
-            best = (float(remote) - (t0 + t1) / 2, rtt)
+            best = (remote - (t0 + t1) / 2, rtt)
     assert best is not None
     return best
 
@@ -157,7 +202,9 @@ class NodeClient:
         What the node registers as.
     registration : callable, optional
         Returns the role-specific registration fields (``streams``, ``topics``,
-        ``outputs``); called at every (re-)registration.
+        ``outputs``); called at every (re-)registration, which also carries
+        every stream announced since with :meth:`update` and the current
+        counters: after a proxy restart the registry holds what it held.
     stats : callable, optional
         Returns the counters each heartbeat carries.
     timeout : float
@@ -198,7 +245,10 @@ class NodeClient:
         self.refused: RequestRefused | None = None
         self.registrations = 0
         self.registered = threading.Event()
-        self._pending_update: dict[str, Any] | None = None
+        #: streams announced with update(): in every later registration too
+        self._announced: list[StreamInfo] | None = None
+        self._announce_pending = False
+        self._stats_warned = False
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -217,9 +267,27 @@ class NodeClient:
     def wait_registered(self, timeout: float) -> bool:
         return self.registered.wait(timeout)
 
-    def update(self, **fields: Any) -> None:
-        """Send ``fields`` (e.g. ``streams``) with the next heartbeat, and heartbeat now."""
-        self._pending_update = {**(self._pending_update or {}), **fields}
+    def update(self, *, streams: Sequence[Mapping[str, Any] | StreamInfo] | None = None) -> None:
+        """Heartbeat now; with ``streams``, announce their format (``{name, rate, channels}``).
+
+        The names must be ones the registration listed (in ``outputs`` or
+        ``streams``); they are sent with the next heartbeat and with every
+        registration after it.
+
+        Raises
+        ------
+        LocalProtocolError
+            A stream that the protocol cannot describe (bad name, rate, channels).
+        """
+        if streams is not None:
+            try:
+                self._announced = [
+                    s if isinstance(s, StreamInfo) else msgspec.convert(s, StreamInfo)
+                    for s in streams
+                ]
+            except msgspec.ValidationError as exc:
+                raise LocalProtocolError(f"cannot announce {streams!r}: {exc}") from None
+            self._announce_pending = True
         self._wake.set()
 
     def close(self, timeout: float = 0.5) -> None:
@@ -277,6 +345,10 @@ class NodeClient:
                         self.registered.clear()
                         self.endpoints = None
                         wait = 0.0
+                    elif exc.code == "rate_limited":
+                        # not a refusal of this node: it asked too fast; ask again later
+                        log.warning("proxy at %s: %s", self.control, exc)
+                        wait, backoff = backoff, min(backoff * 2, BACKOFF_MAX)
                     else:
                         if self.id is None:
                             self.refused = exc
@@ -286,8 +358,9 @@ class NodeClient:
                 self._wake.clear()
             if self.id is not None:
                 with contextlib.suppress(ProxyUnreachable, RequestRefused):
-                    req.request(
-                        {"op": "disconnect", "id": self.id},
+                    req.call(
+                        Disconnect(id=self.id),
+                        OkReply,
                         timeout=getattr(self, "_disconnect_timeout", 0.5),
                     )
                 self.id = None
@@ -295,39 +368,65 @@ class NodeClient:
             req.close()
 
     def _hello(self, req: Requester) -> None:
-        reply = req.request({"op": "hello"})
-        pub, sub = reply.get("pub"), reply.get("sub")
-        if not isinstance(pub, str) or not isinstance(sub, str):
-            raise RequestRefused("the proxy's hello reply has no 'pub'/'sub' endpoints")
-        self.endpoints = Endpoints(resolve(pub, self.control), resolve(sub, self.control))
+        reply = req.call(Hello(), HelloReply)
+        self.endpoints = Endpoints(
+            resolve(reply.pub, self.control), resolve(reply.sub, self.control)
+        )
 
-    def _register(self, req: Requester) -> None:
-        msg = {
-            "op": "register",
+    def _counters(self) -> control.Stats | None:
+        """The node's counters if they fit the protocol's bounds (else None, warned once)."""
+        stats = self._stats()
+        problem = control.stats_problem(stats)
+        if problem is None:
+            return stats
+        if not self._stats_warned:
+            log.warning("%s %r: counters not sent: %s", self.role, self.name, problem)
+            self._stats_warned = True
+        return None
+
+    def registration(self) -> Register:
+        """The ``register`` request this node sends now (its fields, announcements, counters).
+
+        Raises
+        ------
+        RequestRefused
+            The fields cannot be a registration (``code`` ``"bad_request"``).
+        """
+        return self._build(self._announced)
+
+    def _build(self, announced: list[StreamInfo] | None) -> Register:
+        fields = {
             "role": self.role,
             "name": self.name,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             **self._registration(),
         }
-        reply = req.request(msg)
-        node_id = reply.get("id")
-        if not isinstance(node_id, str):
-            raise RequestRefused("the proxy's register reply has no 'id'")
-        hb = reply.get("heartbeat", 1.0)
-        self.heartbeat = float(hb) if isinstance(hb, int | float) and hb > 0 else 1.0
-        self.id = node_id
+        try:
+            reg = msgspec.convert(fields, Register)
+        except msgspec.ValidationError as exc:
+            raise RequestRefused(f"cannot register {self.role} {self.name!r}: {exc}") from None
+        if announced is not None:
+            owned = set(reg.owned())
+            reg = reg.announce([s for s in announced if s.name in owned])
+        return msgspec.structs.replace(reg, stats=self._counters())
+
+    def _register(self, req: Requester) -> None:
+        announced = self._announced
+        reply = req.call(self._build(announced), RegisterReply)
+        self.heartbeat = reply.heartbeat if reply.heartbeat > 0 else 1.0
+        self.id = reply.id
         self.refused = None
         self.registrations += 1
-        self._pending_update = None
+        if self._announced is announced:  # it carried them (no update() came since)
+            self._announce_pending = False
         self.registered.set()
-        log.debug("registered %s %r as %s", self.role, self.name, node_id)
+        log.debug("registered %s %r as %s", self.role, self.name, reply.id)
 
     def _beat(self, req: Requester) -> None:
-        msg: dict[str, Any] = {"op": "heartbeat", "id": self.id, "stats": self._stats()}
-        update = self._pending_update
-        if update:
-            msg.update(update)
-        req.request(msg)
-        if update is self._pending_update:
-            self._pending_update = None
+        assert self.id is not None
+        pending = self._announce_pending
+        streams = self._announced if pending else None
+        req.call(Heartbeat(id=self.id, stats=self._counters(), streams=streams), OkReply)
+        if pending and streams is self._announced:
+            self._announce_pending = False

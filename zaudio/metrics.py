@@ -86,7 +86,7 @@ def kind(node: Node) -> str | None:
 def _labels(node: Node, k: str) -> dict[str, str]:
     labels = {"name": node.name, "node": node.id, "role": node.role, "host": node.host}
     if k == "publisher":
-        labels["stream"] = ",".join(s["name"] for s in node.streams) or node.name
+        labels["stream"] = ",".join(s.name for s in node.streams) or node.name
     else:
         labels["topics"] = ",".join(node.topics)
     return labels
@@ -144,7 +144,7 @@ def families(proxy: Proxy, now: float | None = None) -> Iterator[_Family]:
             "gauge",
             text,
             [
-                ({"stream": s["name"], "name": n.name, "node": n.id}, float(s[field]))
+                ({"stream": s.name, "name": n.name, "node": n.id}, float(getattr(s, field)))
                 for s, n in streams
             ],
         )

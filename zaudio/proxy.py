@@ -1,13 +1,15 @@
-"""The proxy: an XSUB -> XPUB forwarder (zmq's C loop) plus the REP control channel.
+"""The proxy: an XSUB -> XPUB forwarder (zmq's C loop) plus the control channel.
 
 ::
 
-    publishers --PUB--> XSUB :P+1 ==zmq_proxy_steerable (C, own thread)==> XPUB :P+2 --> SUB subscribers
-    nodes ------REQ---> REP  :P   --> Registry (hello, register, heartbeat, disconnect, list, time)
+    publishers --PUB--> XSUB :P+1 ==zmq_proxy_steerable (C, own thread)==> XPUB :P+2 --> SUB
+    nodes ------REQ---> ROUTER :P --> control (decode) --> Registry (register, heartbeat, ...)
 
 The data path never waits on the control channel: they run in separate threads
 and share nothing but the context. The forwarder's own counters (messages and
-bytes each way, see :mod:`zaudio.forwarder`) are in the ``list`` reply.
+bytes each way, see :mod:`zaudio.forwarder`) are in the ``list`` reply. The control socket is a ROUTER that answers
+each REQ peer exactly as a REP socket would; it knows which connection sent a
+request, so each peer has its own request limit (zaudio.limits).
 """
 
 from __future__ import annotations
@@ -19,13 +21,31 @@ import threading
 import time
 from typing import Any
 
+import msgspec
 import zmq
 
 from zaudio._version import __version__
-from zaudio.errors import RemoteProtocolError, RequestError, ZaudioError
+from zaudio.control import (
+    MAX_REQUEST,
+    ErrorReply,
+    Heartbeat,
+    Hello,
+    HelloReply,
+    List,
+    ListReply,
+    ProxyInfo,
+    RateLimited,
+    Register,
+    Time,
+    TimeReply,
+    decode_request,
+    encode,
+)
+from zaudio.errors import RequestError, ZaudioError
 from zaudio.forwarder import Forwarder
-from zaudio.protocol import MAX_HEADER, MAX_PAYLOAD, READY, decode_json, encode_json
-from zaudio.registry import Registry
+from zaudio.limits import BURST, RATE, PeerLimiter
+from zaudio.protocol import MAX_HEADER, MAX_PAYLOAD, READY
+from zaudio.registry import MISSES, Registry
 from zaudio.security import Keys
 
 __all__ = ["READY", "Proxy"]
@@ -34,7 +54,7 @@ log = logging.getLogger(__name__)
 
 #: Per-subscriber and per-publisher queue bounds on the proxy (messages).
 HWM = 10_000
-_MAX_REQUEST = 1024 * 1024
+_SWEEP = 0.1  # seconds between expiry sweeps (requests check expiry themselves)
 
 
 def _is_loopback(host: str) -> bool:
@@ -65,6 +85,13 @@ class Proxy:
         CurveZMQ server keys: every socket then admits only authorized clients.
     heartbeat : float
         Seconds between heartbeats nodes are asked to send.
+    hwm : int
+        Queue bound per publisher and per subscriber, in messages.
+    max_message : int
+        Largest frame a publisher may send; one over it cuts the publisher off.
+    request_rate, request_burst : float
+        Control requests each connection may send per second, and at once
+        (see zaudio.limits); beyond them the reply is ``code: "rate_limited"``.
 
     Examples
     --------
@@ -83,6 +110,8 @@ class Proxy:
         heartbeat: float = 1.0,
         hwm: int = HWM,
         max_message: int = MAX_PAYLOAD + MAX_HEADER,
+        request_rate: float = RATE,
+        request_burst: float = BURST,
     ) -> None:
         self.host = host
         self.port = port
@@ -92,6 +121,7 @@ class Proxy:
         self.hwm = hwm
         self.max_message = max_message
         self.registry = Registry(heartbeat)
+        self.limiter = PeerLimiter(request_rate, request_burst)
         self.requests = 0
         self.bad_requests = 0
         self.started = 0.0
@@ -122,21 +152,21 @@ class Proxy:
                 self._auth.configure_curve(domain="*", location=str(self.keys.authorized))
             xsub = self._socket(made, zmq.XSUB, self.pub_port, "publish-in", self.max_message)
             xpub = self._socket(made, zmq.XPUB, self.sub_port, "subscribe-out")
-            rep = self._socket(made, zmq.REP, self.port, "control", _MAX_REQUEST)
+            ctl = self._socket(made, zmq.ROUTER, self.port, "control", MAX_REQUEST)
             self.forwarder = Forwarder(ctx, xsub, xpub)
         except BaseException:
             for sock in made:  # ctx.term() waits for every open socket
                 sock.close(0)
             self._close_context()
             raise
-        self.control = _endpoint(rep)
+        self.control = _endpoint(ctl)
         self.pub = _endpoint(xsub)
         self.sub = _endpoint(xpub)
         xsub.send(b"\x01" + READY)
         self.started = time.time()
         self._threads = [
             self.forwarder.start(),
-            threading.Thread(target=self._serve, args=(rep,), name="zaudio-control", daemon=True),
+            threading.Thread(target=self._serve, args=(ctl,), name="zaudio-control", daemon=True),
         ]
         self._threads[1].start()
         if not _is_loopback(self.host) and self.keys is None:
@@ -206,96 +236,101 @@ class Proxy:
 
     # -- threads -----------------------------------------------------------
 
-    def _serve(self, rep: zmq.Socket[Any]) -> None:
+    def _serve(self, ctl: zmq.Socket[Any]) -> None:
+        """The control loop: one ROUTER socket that behaves as REP to each REQ peer."""
+        next_sweep = 0.0
         try:
             while True:
-                if rep.poll(250):
-                    frames = rep.recv_multipart()
-                    reply = self.handle(frames, time.time())
-                    rep.send(encode_json(reply))
-                for node in self.registry.expire(time.time()):
-                    log.info(
-                        "%s %r (id %s) missed %d heartbeats: dropped",
-                        node.role,
-                        node.name,
-                        node.id,
-                        3,
-                    )
+                if ctl.poll(250):
+                    frames = ctl.recv_multipart()
+                    envelope, body = _split_envelope(frames)
+                    if envelope is None:
+                        self.requests += 1
+                        self.bad_requests += 1  # no REQ envelope: REP would drop it too
+                    else:
+                        reply = self.handle(body, time.time(), peer=envelope[0])
+                        ctl.send_multipart([*envelope, encode(reply)])
+                now = time.time()
+                if now >= next_sweep:
+                    next_sweep = now + _SWEEP
+                    self._sweep(now)
         except zmq.ContextTerminated:
             pass
         finally:
-            rep.close(0)
+            ctl.close(0)
+
+    def _sweep(self, now: float) -> None:
+        for node in self.registry.expire(now):
+            log.info(
+                "%s %r (id %s) missed %d heartbeats: dropped", node.role, node.name, node.id, MISSES
+            )
+        self.limiter.forget_idle(now)
 
     # -- control channel ---------------------------------------------------
 
-    def handle(self, frames: list[bytes], now: float) -> dict[str, Any]:
-        """Serve one control request (frames as received) and return the reply object."""
+    def handle(self, frames: list[bytes], now: float, peer: bytes = b"") -> msgspec.Struct:
+        """Serve one control request (its frames, without the envelope); return the reply."""
         self.requests += 1
+        wait = self.limiter.allow(peer, now)
+        if wait:
+            return RateLimited(
+                error=f"too many requests from this connection: at most "
+                f"{self.limiter.rate:g} per second; retry in {wait:.3f} s",
+                retry_after=round(wait, 3),
+            )
         try:
             if len(frames) != 1:
                 raise RequestError(f"a request is one JSON frame, got {len(frames)} frames")
-            try:
-                req = decode_json(frames[0])
-            except RemoteProtocolError:
-                raise RequestError("request is not valid JSON: send one JSON object") from None
-            if not isinstance(req, dict):
-                raise RequestError("request must be a JSON object with an 'op' field")
-            op = req.get("op")
-            if not isinstance(op, str):
-                raise RequestError("missing field 'op': one of " + ", ".join(sorted(_OPS)))
-            handler = _OPS.get(op)
-            if handler is None:
-                raise RequestError(
-                    f"unknown op {op!r}: use one of " + ", ".join(sorted(_OPS)), "unknown_op"
-                )
-            self.registry.expire(now)
-            reply: dict[str, Any] = handler(self, req, now)
-            return reply
+            req = decode_request(frames[0])
+            if isinstance(req, Hello):
+                return self._hello(now)
+            if isinstance(req, Time):
+                return TimeReply(time=now)
+            if isinstance(req, List):
+                return self._list(now)
+            if isinstance(req, Register):
+                return self.registry.register(req, now)
+            if isinstance(req, Heartbeat):
+                return self.registry.heartbeat_op(req, now)
+            return self.registry.disconnect(req, now)
         except RequestError as exc:
             self.bad_requests += 1
-            return {"ok": False, "error": str(exc), "code": exc.code}
+            return ErrorReply(error=str(exc), code=exc.code)
         except Exception as exc:  # the control channel must always answer
             self.bad_requests += 1
             log.exception("control request failed")
-            return {"ok": False, "error": f"internal error: {exc}", "code": "internal"}
+            return ErrorReply(error=f"internal error: {exc}", code="internal")
 
-    def _hello(self, req: dict[str, Any], now: float) -> dict[str, Any]:
-        return {
-            "ok": True,
-            "protocol": 1,
-            "version": __version__,
-            "pub": self.pub,
-            "sub": self.sub,
-            "time": now,
-            "heartbeat": self.registry.heartbeat,
-        }
+    def _hello(self, now: float) -> HelloReply:
+        return HelloReply(
+            protocol=1,
+            version=__version__,
+            pub=self.pub,
+            sub=self.sub,
+            time=now,
+            heartbeat=self.registry.heartbeat,
+        )
 
-    def _list(self, req: dict[str, Any], now: float) -> dict[str, Any]:
-        reply = self.registry.listing(now)
-        reply["proxy"] = {
-            "version": __version__,
-            "pid": os.getpid(),
-            "control": self.control,
-            "pub": self.pub,
-            "sub": self.sub,
-            "since": self.started,
-            "requests": self.requests,
-            "bad_requests": self.bad_requests,
-        }
+    def _list(self, now: float) -> ListReply:
         counters = self.forwarder.counters(0.5) if self.forwarder is not None else None
-        if counters is not None:
-            reply["proxy"]["forwarded"] = counters.as_dict()
-        return reply
+        info = ProxyInfo(
+            version=__version__,
+            pid=os.getpid(),
+            control=self.control,
+            pub=self.pub,
+            sub=self.sub,
+            since=self.started,
+            requests=self.requests,
+            bad_requests=self.bad_requests,
+            refused={"requests": self.bad_requests, "rate_limited": self.limiter.limited},
+            forwarded=counters.as_dict() if counters is not None else None,
+        )
+        return msgspec.structs.replace(self.registry.listing(now), proxy=info)
 
-    def _time(self, req: dict[str, Any], now: float) -> dict[str, Any]:
-        return {"ok": True, "time": now}
 
-
-_OPS: dict[str, Any] = {
-    "hello": Proxy._hello,
-    "register": lambda self, req, now: self.registry.register(req, now),
-    "heartbeat": lambda self, req, now: self.registry.heartbeat_op(req, now),
-    "disconnect": lambda self, req, now: self.registry.disconnect(req, now),
-    "list": Proxy._list,
-    "time": Proxy._time,
-}
+def _split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:
+    """``[id, ..., b"", body...]`` -> (envelope up to the empty frame, body); None without one."""
+    for i in range(1, len(frames)):
+        if not frames[i]:
+            return frames[: i + 1], frames[i + 1 :]
+    return None, frames

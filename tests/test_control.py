@@ -1,0 +1,185 @@
+"""The control messages (zaudio.control): exact bytes, every bound, unknown fields dropped.
+
+The bounds are held at the real proxy too: a request over one is refused with a
+sentence, and the registry keeps nothing a peer sent beyond the known fields.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+import pytest
+
+from tests.helpers import wait_until
+from tests.test_proxy import op
+from zaudio import control
+from zaudio.client import NodeClient
+from zaudio.control import (
+    Disconnect,
+    ErrorReply,
+    Heartbeat,
+    Hello,
+    HelloReply,
+    List,
+    RateLimited,
+    Register,
+    StreamInfo,
+    Time,
+    decode_reply,
+    decode_request,
+    encode,
+)
+from zaudio.errors import RemoteProtocolError, RequestError
+from zaudio.proxy import Proxy
+
+REC: dict[str, Any] = {"op": "register", "role": "recorder", "name": "r", "host": "h", "pid": 1}
+
+
+def frame(**fields: Any) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def refused(**fields: Any) -> str:
+    with pytest.raises(RequestError) as info:
+        decode_request(frame(**fields))
+    assert info.value.code == "bad_request"
+    return str(info.value)
+
+
+# -- exact bytes: the wire format of docs/protocol.md --------------------------
+
+EXACT = [
+    (Hello(), b'{"op":"hello"}'),
+    (Time(), b'{"op":"time"}'),
+    (List(), b'{"op":"list"}'),
+    (Disconnect(id="ab"), b'{"op":"disconnect","id":"ab"}'),
+    (Heartbeat(id="ab"), b'{"op":"heartbeat","id":"ab"}'),
+    (
+        Heartbeat(id="ab", stats={"sent": 3, "lag": 0.5}),
+        b'{"op":"heartbeat","id":"ab","stats":{"sent":3,"lag":0.5}}',
+    ),
+    (
+        Heartbeat(id="ab", streams=[StreamInfo("out", 8000, 1)]),
+        b'{"op":"heartbeat","id":"ab","streams":[{"name":"out","rate":8000,"channels":1}]}',
+    ),
+    (
+        Register(role="recorder", name="r", host="h", pid=1, streams=[StreamInfo("mic", 48000, 2)]),
+        b'{"op":"register","role":"recorder","name":"r","host":"h","pid":1,'
+        b'"streams":[{"name":"mic","rate":48000,"channels":2}]}',
+    ),
+    (
+        Register(
+            role="processor", name="p", host="h", pid=2, topics=["audio/mic\x00"], outputs=["o"]
+        ),
+        b'{"op":"register","role":"processor","name":"p","host":"h","pid":2,'
+        b'"topics":["audio/mic\\u0000"],"outputs":["o"]}',
+    ),
+    (ErrorReply(error="no"), b'{"ok":false,"error":"no","code":"bad_request"}'),
+    (
+        RateLimited(error="slow down", retry_after=0.25),
+        b'{"ok":false,"error":"slow down","code":"rate_limited","retry_after":0.25}',
+    ),
+]
+
+
+@pytest.mark.parametrize(("msg", "wire"), EXACT, ids=[w[:40].decode() for _, w in EXACT])
+def test_exact_bytes_and_back(msg: msgspec.Struct, wire: bytes) -> None:
+    assert encode(msg) == wire
+    if not isinstance(msg, ErrorReply):
+        assert decode_request(wire) == msg
+
+
+def test_reply_decoding() -> None:
+    hello = decode_reply(
+        b'{"ok":true,"protocol":1,"version":"1","pub":"p","sub":"s","time":2,"x":1}', HelloReply
+    )
+    assert isinstance(hello, HelloReply) and hello.pub == "p" and hello.time == 2.0
+    err = decode_reply(b'{"ok":false,"error":"gone","code":"unknown_id"}', HelloReply)
+    assert isinstance(err, ErrorReply) and (err.error, err.code) == ("gone", "unknown_id")
+    for bad in (b"[]", b"nope", b'{"ok":"yes"}', b'{"ok":true,"pub":1}'):
+        with pytest.raises(RemoteProtocolError):
+            decode_reply(bad, HelloReply)
+
+
+# -- bounds -------------------------------------------------------------------
+
+
+def test_unknown_fields_are_ignored_not_kept() -> None:
+    req = decode_request(frame(**REC, extra="x" * 1000, streams=[]))
+    assert req == Register(role="recorder", name="r", host="h", pid=1)
+    assert "extra" not in msgspec.structs.asdict(req)
+
+
+def test_text_bounds() -> None:
+    ok = decode_request(frame(**{**REC, "name": "n" * control.MAX_TEXT}))
+    assert isinstance(ok, Register) and len(ok.name) == control.MAX_TEXT
+    for key in ("role", "name", "host"):
+        assert "length <= 256" in refused(**{**REC, key: "n" * (control.MAX_TEXT + 1)})
+    for key in ("role", "name"):
+        assert "length >= 1" in refused(**{**REC, key: ""})
+    assert "length <= 256" in refused(op="heartbeat", id="i" * 257)
+
+
+def test_list_bounds() -> None:
+    n = control.MAX_ITEMS
+    assert decode_request(frame(**REC, topics=["audio/"] * n))
+    assert "length <= 256" in refused(**REC, topics=["audio/"] * (n + 1))
+    assert "length <= 256" in refused(**REC, topics=["t" * 257])
+    streams = [{"name": f"s{i}", "rate": 1, "channels": 1} for i in range(n + 1)]
+    assert "length <= 256" in refused(**REC, streams=streams)
+    assert "length <= 256" in refused(**REC, outputs=[f"o{i}" for i in range(n + 1)])
+    assert "invalid stream name" in refused(**REC, outputs=["a b"])
+    assert "listed twice" in refused(**REC, outputs=["a"], streams=[streams[0] | {"name": "a"}])
+
+
+def test_stats_bounds() -> None:
+    def beat(stats: Any) -> str:
+        return refused(op="heartbeat", id="x", stats=stats)
+
+    good = {"sent": 1, "lag": 0.5, "ready": True, "proc_time": None, "state": "ok",
+            "rejected": {"size": 2}}  # fmt: skip
+    assert decode_request(frame(op="heartbeat", id="x", stats=good)) == Heartbeat("x", good)
+    assert "length <= 64" in beat({f"k{i}": 1 for i in range(control.MAX_STATS_KEYS + 1)})
+    assert "length <= 64" in beat({"k" * (control.MAX_STATS_KEY + 1): 1})
+    assert "got `array`" in beat({"k": [1]})
+    assert "got `object`" in beat({"k": {"deeper": {"x": 1}}})
+    assert "length <= 256" in beat({"k": "v" * 257})
+    assert "got `array`" in beat([1, 2])
+    many = {f"g{i}": {f"k{j}": 1 for j in range(3)} for i in range(40)}  # 40 + 120 entries
+    assert "entries: at most 128" in beat(many)
+    big = {f"k{i}": "v" * 200 for i in range(30)}  # about 6 KiB of JSON
+    assert "bytes of JSON: at most 4096" in beat(big)
+    assert "entries" in refused(**REC, stats=many)  # a registration's counters too
+    assert control.stats_problem(good) is None and control.stats_problem(big)
+    assert control.stats_problem({"x": object()})
+
+
+def test_proxy_keeps_only_checked_fields(proxy: Proxy) -> None:
+    reg = op(proxy.control, **REC, extra="x" * 10_000, stats={"sent": 4}, streams=[
+        {"name": "mic", "rate": 8000, "channels": 1, "gain": 3}])  # fmt: skip
+    assert reg["ok"], reg
+    node = op(proxy.control, op="list")["nodes"][0]
+    assert set(node) == {"id", "role", "name", "host", "pid", "streams", "topics", "outputs",
+                         "since", "last_seen", "stats"}  # fmt: skip
+    assert node["stats"] == {"sent": 4}  # a registration may bring its counters (extension)
+    assert node["streams"] == [{"name": "mic", "rate": 8000, "channels": 1}]
+    # a heartbeat over a bound is refused and changes nothing
+    beat = op(proxy.control, op="heartbeat", id=reg["id"], stats={"k": "v" * 300})
+    assert beat["ok"] is False and "length <= 256" in beat["error"]
+    assert op(proxy.control, op="list")["nodes"][0]["stats"] == {"sent": 4}
+
+
+def test_node_with_oversize_counters_keeps_its_heartbeats(proxy: Proxy) -> None:
+    """Counters over the bounds are not sent (warned once); the node stays registered."""
+    stats = {f"k{i}": "v" * 200 for i in range(30)}
+    client = NodeClient(proxy.control, role="x", name="big", stats=lambda: stats).start()
+    try:
+        assert client.wait_registered(3)
+        node = proxy.registry.nodes[client.id or ""]
+        # alive for more than 3 heartbeat periods (0.2 s here): its heartbeats were taken
+        wait_until(lambda: node.last_seen - node.since > 4 * 0.2, 5, "heartbeats")
+        assert node.stats == {} and client.registrations == 1 and client.error is None
+    finally:
+        client.close()
