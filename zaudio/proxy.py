@@ -7,9 +7,10 @@
 
 The data path never waits on the control channel: they run in separate threads
 and share nothing but the context. The forwarder's own counters (messages and
-bytes each way, see :mod:`zaudio.forwarder`) are in the ``list`` reply. The control socket is a ROUTER that answers
-each REQ peer exactly as a REP socket would; it knows which connection sent a
-request, so each peer has its own request limit (zaudio.limits).
+bytes each way, see :mod:`zaudio.forwarder`) are in the ``list`` reply. The
+control socket is a ROUTER that answers each REQ peer exactly as a REP socket
+would; it knows which connection sent a request, so each peer has its own
+request limit (zaudio.limits).
 """
 
 from __future__ import annotations
