@@ -14,6 +14,7 @@ import soundfile
 
 from tests.helpers import (
     free_ports,
+    node_stats,
     processed,
     proxy_process,
     run,
@@ -34,7 +35,20 @@ def test_a_pipe_into_record_loses_no_sample(tmp_path: Path) -> None:
     out = tmp_path / "out.wav"
     with (
         proxy_process("--heartbeat", "0.2") as (bus, _proxy),
-        spawn("process", "writer", "--topic", "raw", "-p", f"path={out}", "--proxy", bus) as w,
+        # cat publishes 3 s of audio in ~0.1 s: a queue that holds the whole burst, so
+        # that a writer slowed by the machine's load does not drop (counted) its oldest.
+        spawn(
+            "process",
+            "writer",
+            "--topic",
+            "raw",
+            "-p",
+            f"path={out}",
+            "--queue",
+            "1000",
+            "--proxy",
+            bus,
+        ) as w,  # fmt: skip
     ):
         wait_node(bus, "writer", role="processor")
         # A real pipe from a process that writes as fast as it can, like the user's
@@ -47,6 +61,7 @@ def test_a_pipe_into_record_loses_no_sample(tmp_path: Path) -> None:
             assert cat.wait(10) == 0
         assert done.returncode == 0, done.stderr
         wait_until(lambda: processed(bus, "writer") == blocks, 20, "writer to take every block")
+        assert node_stats(bus, "writer")["dropped"] == 0
         assert stop(w, signal.SIGINT) == 0
     got, file_rate = soundfile.read(out, dtype="float32", always_2d=True)
     assert file_rate == rate and got.shape == data.shape

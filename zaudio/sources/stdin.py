@@ -3,7 +3,10 @@
 Not paced by zaudio: the writer sets the pace (``arecord ... | zaudio record -``).
 Never live: a pipe can wait, so the recorder reads it only as fast as the bus
 takes the stream (the writer blocks on a full pipe) and no sample is dropped, with
-or without ``--fast``. The reads wait on the descriptor in slices of
+or without ``--fast``. A producer faster than real time (``cat in.raw |``) is
+published faster than real time too: processors that cannot keep up with the
+burst apply their overrun policy (counted; ``zaudio process --queue`` sets how much
+of a burst they hold). The reads wait on the descriptor in slices of
 :data:`POLL_SLICE` seconds, so :meth:`StdinSource.stop` is prompt and the source
 can run in the recorder's sender thread like any other pull source.
 """
