@@ -13,6 +13,15 @@ from zaudio.listing import node_summary
 
 # Counters shown as columns, in this order, when any node has them.
 COUNTERS = ("sent", "received", "processed", "dropped", "gaps", "errors", "lag")
+# A column's counter by another name: a processor counts what it sent as "published".
+ALIASES = {"sent": "published"}
+
+
+def _counter(stats: dict[str, Any], column: str) -> Any:
+    if column in stats:
+        return stats[column]
+    alias = ALIASES.get(column)
+    return stats.get(alias) if alias is not None else None
 
 
 def _cell(value: Any) -> str:
@@ -74,7 +83,9 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
     if not nodes:
         out.append("no nodes registered")
     else:
-        counters = [c for c in COUNTERS if any(c in (n.get("stats") or {}) for n in nodes)]
+        counters = [
+            c for c in COUNTERS if any(_counter(n.get("stats") or {}, c) is not None for n in nodes)
+        ]
         rows = [
             [
                 "ROLE",
@@ -100,7 +111,7 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
                     str(n.get("pid")),
                     f"{up:.0f}s" if up is not None else "-",
                     what or "-",
-                    *(_cell(stats.get(c)) for c in counters),
+                    *(_cell(_counter(stats, c)) for c in counters),
                 ]
             )
         out.append(_table(rows))

@@ -16,6 +16,7 @@ from tests.helpers import (
     Listener,
     env,
     free_ports,
+    listing,
     proxy_process,
     run,
     spawn,
@@ -145,6 +146,50 @@ def test_reregisters_after_proxy_restart() -> None:
                 assert stop(proc2) == 0
 
 
+def _held(control: str) -> tuple[list[Any], list[Any]]:
+    """What the registry holds, without what a new registration changes (id, times)."""
+    reply = listing(control)
+    nodes = [
+        {k: v for k, v in n.items() if k not in ("id", "since", "last_seen")}
+        for n in reply["nodes"]
+    ]
+    streams = [{k: v for k, v in s.items() if k != "node"} for s in reply["streams"]]
+    return nodes, streams
+
+
+def test_reregistration_after_proxy_restart_holds_exactly_what_it_held() -> None:
+    """A stream announced with update() after registering is still listed after a restart.
+
+    (It used to be lost for good: the node registered again with its outputs only.)
+    """
+    with proxy_process() as (control, proc):
+        port = control.rsplit(":", 1)[1]
+        client = NodeClient(
+            control,
+            role="processor",
+            name="proc",
+            registration=lambda: {"topics": ["audio/mic\x00"], "outputs": ["proc-out"]},
+            stats=lambda: {"published": 7},
+            timeout=0.3,
+        ).start()
+        try:
+            assert client.wait_registered(5)
+            client.update(streams=[{"name": "proc-out", "rate": 16000, "channels": 2}])
+            before = wait_until(
+                lambda: (h := _held(control))[1] and h[0][0]["stats"] and h, 5, "announcement"
+            )
+            assert before[1] == [{"name": "proc-out", "rate": 16000, "channels": 2}]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(5)
+            with spawn("proxy", "--port", port) as proc2:
+                wait_until(lambda: client.registrations == 2, 10, "registration again")
+                after = _held(control)  # one registration, nothing else needed
+                assert after == before
+                assert stop(proc2) == 0
+        finally:
+            client.close()
+
+
 def test_ls_table_and_json(proxy: Proxy) -> None:
     with Publisher("lsmic", rate=16000, channels=2, proxy=proxy.control) as pub:
         pub.send(np.zeros((160, 2), np.float32))
@@ -247,3 +292,20 @@ def test_ls_shows_what_processors_read_and_publish() -> None:
     }  # fmt: skip
     row = render({"nodes": [node], "streams": []}, now=5).splitlines()[1]
     assert "mic,lab-a/*,*,result/vad -> clean" in row
+
+
+def test_ls_sent_shows_what_a_processor_published() -> None:
+    """A processor counts what it sent as ``published``: SENT shows it (it showed ``-``)."""
+    from zaudio.cli.ls import render
+
+    nodes = [
+        {"role": "processor", "name": "p", "id": "a", "host": "h", "pid": 1, "since": 0,
+         "topics": ["audio/mic\x00"], "stats": {"received": 1201, "published": 1201}},
+        {"role": "recorder", "name": "mic", "id": "b", "host": "h", "pid": 2, "since": 0,
+         "streams": [{"name": "mic", "rate": 8000, "channels": 1}], "stats": {"sent": 1300}},
+    ]  # fmt: skip
+    lines = render({"nodes": nodes, "streams": []}, now=5).splitlines()
+    head = lines[0].split()
+    sent = head.index("SENT")
+    rows = {line.split()[1]: line.split() for line in lines[1:]}
+    assert rows["p"][sent] == "1201" and rows["mic"][sent] == "1300"
