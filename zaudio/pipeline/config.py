@@ -137,6 +137,14 @@ class _Checker:
         return {}
 
     def unknown(self, where: tuple[str, ...], key: str, known: Iterable[str], command: str) -> None:
+        known = list(known)
+        if key == "replicas" and "group" in known:
+            self.bad(
+                (*where, key),
+                "'replicas' is not supported yet by zaudio up",
+                "write one [processor.NAME] table per replica, each with the same group",
+            )
+            return
         if key in NOT_YET.get(command, {}):
             self.bad(
                 (*where, key),

@@ -90,6 +90,9 @@ class Child:
         return self.proc.pid if self.proc is not None and self.state == "running" else None
 
     def what(self) -> str:
+        """``processor 'level'``; ``proxy`` for the proxy."""
+        if self.node.kind == "proxy":
+            return "proxy"
         return f"{self.node.kind} '{self.node.name}'"
 
 
@@ -301,7 +304,8 @@ class Supervisor:
             group = [c for c in self.children if c.node.kind == kind]
             running = [c for c in group if c.proc is not None and c.state == "running"]
             if running:
-                log.info("stopping %d %s(s)", len(running), kind)
+                what = "the proxy" if kind == "proxy" else f"{len(running)} {kind}(s)"
+                log.info("stopping %s", what)
             threads = [
                 threading.Thread(target=stop_process, args=(c.proc, signal.SIGTERM, timeout))
                 for c in running
