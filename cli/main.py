@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "web": ("zaudio.cli.web:web", "Serve the browser capture page and the live monitor."),
     "process": ("zaudio.cli.process:process", "Run a function or class on every block of streams."),
     "bench": ("zaudio.cli.bench:bench", "Measure zaudio against plain pyzmq in the same run."),
+    "top": ("zaudio.cli.top:top", "Live dashboard of streams, processors and publishers."),
     "up": ("zaudio.cli.up:up", "Run and supervise a whole pipeline from a TOML file."),
     "check": ("zaudio.cli.check:check", "Check a pipeline file: each mistake as FILE:LINE."),
 }
