@@ -82,6 +82,8 @@ def test_scrape_while_a_recorder_a_fast_and_a_slow_processor_run() -> None:
                 assert one(s, "zaudio_nodes", role="processor") == 2
                 assert one(s, "zaudio_stream_rate_hertz", stream="tone") == 8000
                 assert one(s, "zaudio_stream_channels", stream="tone") == 1
+                assert one(s, "zaudio_publisher_buffered_blocks", stream="tone") is not None
+                assert one(s, "zaudio_publisher_dropped_blocks_total", stream="tone") == 0
                 assert one(s, "zaudio_processor_lag_seconds", name="fast") is not None
                 assert rec.wait(20) == 0
                 assert rec.stderr is not None

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MetricsServer", "collect", "families", "metrics_address"]
 
-# heartbeat key -> (metric name after the kind's prefix, "counter" or "gauge", help)
+# heartbeat key -> (metric name after the kind's prefix, "counter" or "gauge", help);
+# "a|b": the first of the keys the node sends
 _Spec = tuple[str, str, str]
 PROCESSOR: dict[str, _Spec] = {
     "received": ("received_blocks", "counter", "Blocks received from the bus."),
@@ -42,6 +43,11 @@ PROCESSOR: dict[str, _Spec] = {
     ),
     "gaps": ("gaps", "counter", "Discontinuities in the input: blocks lost before the processor."),
     "lost_frames": ("lost_frames", "counter", "Frames missing in those gaps."),
+    "rejected": (
+        "rejected_blocks",
+        "counter",
+        "Blocks dropped because they disagreed with their stream's position.",
+    ),
     "errors": ("errors", "counter", "Calls that raised plus malformed messages."),
     "published": ("published", "counter", "Results and output blocks published."),
     "unsent": ("unsent", "counter", "Results or output blocks that could not be published."),
@@ -60,7 +66,7 @@ PUBLISHER: dict[str, _Spec] = {
     "dropped": ("dropped_blocks", "counter", "Blocks dropped on the publisher's side."),
     "dropped_frames": ("dropped_frames", "counter", "Frames in those dropped blocks."),
     "overflows": ("input_overflows", "counter", "Input overflows the audio device reported."),
-    "queue": ("buffered_blocks", "gauge", "Blocks buffered, waiting to be sent."),
+    "queue|queued": ("buffered_blocks", "gauge", "Blocks buffered, waiting to be sent."),
 }
 SUBSCRIBER: dict[str, _Spec] = {
     "received": ("received_blocks", "counter", "Blocks received from the bus."),
@@ -153,7 +159,8 @@ def families(proxy: Proxy, now: float | None = None) -> Iterator[_Family]:
         for key, (suffix, mtype, text) in specs.items():
             samples = []
             for n in mine:
-                value = _number(n.stats.get(key), mtype == "counter")
+                found = next((k for k in key.split("|") if k in n.stats), None)
+                value = _number(n.stats.get(found or ""), mtype == "counter")
                 if value is not None:
                     samples.append((_labels(n, k), value))
             yield _Family(f"zaudio_{k}_{suffix}", mtype, text, samples)

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from zaudio.listing import topic_label
 from zaudio.top.levels import Heard
 
 __all__ = ["Model", "ProcessorRow", "ProxyRow", "PublisherRow", "Snapshot", "StreamRow"]
@@ -90,13 +91,6 @@ def _float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
-
-
-def _topic(topic: str) -> str:
-    """``audio/mic\\0`` -> ``mic``; ``audio/lab-a/`` -> ``lab-a/*``; ``audio/`` -> ``*``."""
-    kind, _, rest = topic.partition("/")
-    name = rest[:-1] if rest.endswith("\x00") else rest + "*"
-    return name if kind == "audio" else f"{kind}/{name}"
 
 
 def _key(row: Any) -> tuple[bool, str]:
@@ -202,7 +196,7 @@ class Model:
         }
         row = ProcessorRow(
             name=str(n.get("name")),
-            topics=",".join(_topic(str(t)) for t in n.get("topics", [])) or "-",
+            topics=",".join(topic_label(str(t)) for t in n.get("topics", [])) or "-",
             blocks_per_s=self.rate(node, "processed", at, _float(counts["processed"])),
             lag=_float(stats.get("lag")),
             rtf=_float(stats.get("rtf")),
@@ -222,7 +216,7 @@ class Model:
         self, n: dict[str, Any], stats: dict[str, Any], node: str, at: float
     ) -> PublisherRow:
         dropped = _int(stats.get("dropped"))
-        buffered = _int(stats.get("queue"))
+        buffered = _int(stats.get("queue", stats.get("queued")))
         row = PublisherRow(
             name=str(n.get("name")),
             role=str(n.get("role")),
