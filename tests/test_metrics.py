@@ -252,3 +252,19 @@ def test_compose_overlay_scrapes_the_proxy(rules_dir: Path) -> None:
     with proxy_process(env=env(ZAUDIO_PROXY_METRICS=f"127.0.0.1:{free}")):
         text = scrape_text(f"http://127.0.0.1:{free}/metrics")
     assert one(parse(text), "zaudio_nodes", role="recorder") == 0
+
+
+def test_docs_list_every_metric() -> None:
+    from zaudio.metrics import families
+    from zaudio.proxy import Proxy
+
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    with Proxy(port=0) as proxy:
+        names = [f.name + ("_total" if f.kind == "counter" else "") for f in families(proxy)]
+    assert len(names) > 30
+    # the forwarder's count is named after its unit: the doc names both
+    either = ("zaudio_proxy_frames_total", "zaudio_proxy_messages_total")
+    missing = [n for n in names if f"`{n}`" not in doc and n not in either]
+    assert missing == []
+    assert "`zaudio_proxy_info`" in doc
+    assert "`zaudio_proxy_frames_total` (or `_messages_total`)" in doc

@@ -167,34 +167,35 @@ def _publishers(rows: list[PublisherRow]) -> Table:
     return t
 
 
-def _header(snap: Snapshot, clock: str) -> Text:
-    line = Text("zaudio top", style="bold")
+def _header(snap: Snapshot, clock: str) -> list[Text]:
+    """Two lines, each cut (not wrapped) at the screen's width."""
+    first = Text("zaudio top", style="bold", no_wrap=True, overflow="ellipsis")
     p = snap.proxy
     if snap.error is not None or p is None:
-        line.append(f"  {clock}  ")
-        line.append(snap.error or "no reply from the proxy", style=BAD)
-        return line
-    line.append(f"  {clock}  {p.control}  zaudio {p.version}  up {_uptime(p.uptime)}")
-    line.append(f"  requests {_count(p.requests)}\n")
+        first.append(f"  {clock}  ")
+        first.append(snap.error or "no reply from the proxy", style=BAD)
+        return [first]
+    first.append(f"  {clock}  {p.control}  v{p.version}  up {_uptime(p.uptime)}")
+    first.append(f"  {_count(p.requests)} requests")
     unit = "msg" if p.unit == "messages" else "frames"
     rate_in = "-" if p.in_bytes_per_s is None else format_bytes(p.in_bytes_per_s) + "/s"
     rate_out = "-" if p.out_bytes_per_s is None else format_bytes(p.out_bytes_per_s) + "/s"
-    line.append(
+    second = Text(
         f"forwarded in {_rate(p.in_per_s)} {unit}/s ({rate_in}),"
-        f" out {_rate(p.out_per_s)} {unit}/s ({rate_out})"
+        f" out {_rate(p.out_per_s)} {unit}/s ({rate_out})",
+        no_wrap=True,
+        overflow="ellipsis",
     )
-    return line
+    return [first, second]
 
 
 def render(snap: Snapshot, clock: str = "", *, keys: bool = True) -> RenderableType:
     """The whole screen for one refresh."""
-    parts: list[RenderableType] = [_header(snap, clock), Text("")]
+    parts: list[RenderableType] = [*_header(snap, clock), Text("")]
     if snap.proxy is not None:
-        parts += [
-            _streams(snap.streams),
-            _processors(snap.processors),
-            _publishers(snap.publishers),
-        ]
+        for table in (_streams(snap.streams), _processors(snap.processors)):
+            parts += [table, Text("")]
+        parts.append(_publishers(snap.publishers))
     if keys:
         parts.append(Text("q quits (or Ctrl-C)", style="dim"))
     return Group(*parts)
