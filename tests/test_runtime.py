@@ -189,3 +189,20 @@ def test_slow_function_drops_are_counted_fast_one_gets_everything(bus: str) -> N
         fast_stats = {x["name"]: x["stats"] for x in listing(bus)["nodes"]}["fast"]
         assert fast_stats["dropped"] == 0 and fast_stats["processed"] == n
         assert slow.poll() is None and fast.poll() is None
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"hop": "10ms"}, "--hop needs --window"),
+        ({"window": "soon"}, "invalid window"),
+        ({"topics": "no spaces!"}, "invalid --topic"),
+    ],
+)
+def test_subscribe_rejects_what_processor_rejects_with_config_error(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Processor(lambda b: None, **options)
+    with pytest.raises(ConfigError, match=message):
+        next(subscribe(proxy="tcp://127.0.0.1:9", timeout=0.1, **options))

@@ -26,7 +26,7 @@ from zaudio.errors import ConfigError, LocalProtocolError, ProxyUnreachable, Zau
 from zaudio.protocol import subscription
 from zaudio.security import Keys
 
-__all__ = ["Connection", "topic_patterns"]
+__all__ = ["Connection", "subscriptions", "topic_patterns"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,17 @@ def topic_patterns(topics: str | Iterable[str] | None) -> list[str]:
     if isinstance(topics, str):
         return [topics]
     return list(topics) or ["*"]
+
+
+def subscriptions(patterns: Sequence[str]) -> list[bytes]:
+    """The subscription prefixes of ``--topic`` patterns; ConfigError for an invalid one."""
+    prefixes = []
+    for pattern in patterns:
+        try:
+            prefixes.append(subscription(pattern))
+        except LocalProtocolError as exc:
+            raise ConfigError(f"invalid --topic {pattern!r}: {exc}") from None
+    return prefixes
 
 
 class Connection:
@@ -72,12 +83,7 @@ class Connection:
         stop: threading.Event | None = None,
     ) -> None:
         self.control = control_endpoint(proxy or os.environ.get("ZAUDIO_PROXY"))
-        self.prefixes: list[bytes] = []
-        for pattern in topics:
-            try:
-                self.prefixes.append(subscription(pattern))
-            except LocalProtocolError as exc:
-                raise ConfigError(f"invalid --topic {pattern!r}: {exc}") from None
+        self.prefixes = subscriptions(topics)
         self.keys = keys
         self.stop = stop or threading.Event()
         self.inlet = Inlet(keys=keys, hwm=hwm)

@@ -31,7 +31,7 @@ import zmq
 
 from zaudio.bus import recv_message
 from zaudio.client import NodeClient
-from zaudio.connection import Connection, topic_patterns
+from zaudio.connection import Connection, subscriptions, topic_patterns
 from zaudio.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from zaudio.failures import Failures, OnError
 from zaudio.importer import Loaded, default_name, load_processor
@@ -125,6 +125,7 @@ class Processor:
         self.output = _valid(output or self.name, "output stream")
         self._explicit_output = output is not None
         self.topics = topic_patterns(topics)
+        subscriptions(self.topics)  # a bad pattern fails here, before connecting
         self.window = window
         self.hop = spec[1] if spec is not None else None
         self._windows = Windows(*spec) if spec is not None else None
