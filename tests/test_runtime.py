@@ -206,3 +206,35 @@ def test_subscribe_rejects_what_processor_rejects_with_config_error(
         Processor(lambda b: None, **options)
     with pytest.raises(ConfigError, match=message):
         next(subscribe(proxy="tcp://127.0.0.1:9", timeout=0.1, **options))
+
+
+def test_output_stream_is_listed_again_after_a_proxy_restart() -> None:
+    """kill -9 the proxy, start it again: the processor's output stream is back in `list`."""
+
+    def gain(b: np.ndarray) -> np.ndarray:
+        return b * np.float32(0.5)
+
+    def outputs(control: str) -> list[dict[str, Any]]:
+        try:
+            streams = listing(control)["streams"]
+        except Exception:
+            return []
+        return [(s["name"], s["rate"], s["channels"]) for s in streams if s["name"] == "gain"]
+
+    with proxy_process("--heartbeat", "0.2") as (control, px):
+        port = control.rsplit(":", 1)[1]
+        with (
+            Processor(gain, topics="mic", proxy=control) as proc,
+            Publisher("mic", rate=RATE, channels=1, proxy=control) as mic,
+        ):
+            wait_until(lambda: proc.ready, 10, "processor ready")
+            assert mic.send(block(0))
+            before = wait_until(lambda: outputs(control), 10, "output stream listed")
+            assert before == [("gain", RATE, 1)]
+            px.kill()
+            px.wait(5)
+            with spawn("proxy", "--port", port, "--heartbeat", "0.2"):
+                wait_until(lambda: proc.client and proc.client.registrations == 2, 15,
+                           "processor registered again")  # fmt: skip
+                assert wait_until(lambda: outputs(control), 10, "output listed again") == before
+                assert any(n["name"] == "gain" for n in listing(control)["nodes"])
