@@ -150,6 +150,33 @@ def test_unknown_keys_everywhere_with_the_closest_known(tmp_path: Path) -> None:
     ]
 
 
+def test_keys_the_pipeline_sets_itself(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """\
+        [recorder.tone]
+        source = "sine:440"
+        proxy = "tcp://elsewhere:5555"
+
+        [processor.level]
+        function = "level"
+        name = "meter"
+        keys = "keys"
+        """,
+    )
+    assert found == [
+        (
+            3,
+            "'proxy' is not a per-node key — every node uses the pipeline's proxy: set [proxy] (or its endpoint)",
+        ),
+        (7, "'name' is not a per-node key — the table's name is the node's name: rename the table"),
+        (
+            8,
+            "'keys' is not a per-node key — every node uses the pipeline's keys: set keys in [proxy]",
+        ),
+    ]
+
+
 def test_bad_durations_values_and_policies(tmp_path: Path) -> None:
     found = problems(
         tmp_path,

@@ -24,7 +24,7 @@ from typing import Any
 
 from zaudio.errors import ConfigError
 from zaudio.pipeline.lines import Lines, locate
-from zaudio.pipeline.schema import NOT_YET, Option, options, to_args
+from zaudio.pipeline.schema import NOT_YET, OWNED, Option, options, to_args
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -175,6 +175,8 @@ class _Checker:
                     out[key] = opts[key].check(value)
                 except ConfigError as exc:
                     self.bad_error((*where, key), exc, f"fix the value of '{key}'")
+            elif key in OWNED and where[0] != "proxy":
+                self.bad((*where, key), f"'{key}' is not a per-node key", OWNED[key])
             elif key not in extra:
                 self.unknown(where, key, [*opts, *extra], command)
         return out

@@ -30,8 +30,12 @@ __all__ = ["DURATIONS", "NOT_YET", "Option", "options", "to_args"]
 DURATIONS = frozenset({"duration", "buffer", "since", "history", "heartbeat_timeout"})
 #: keys whose value is a duration or a frame count (``"10ms"`` or ``480``)
 BLOCKS = frozenset({"block", "window", "hop"})
-#: keys set by the pipeline itself, never per node
-OWNED = frozenset({"proxy", "keys", "name"})
+#: keys set by the pipeline itself, never per node: key -> what to do instead
+OWNED = {
+    "proxy": "every node uses the pipeline's proxy: set [proxy] (or its endpoint)",
+    "keys": "every node uses the pipeline's keys: set keys in [proxy]",
+    "name": "the table's name is the node's name: rename the table",
+}
 
 #: options announced by open issues: key -> the option the CLI would need
 NOT_YET: dict[str, dict[str, str]] = {

@@ -79,9 +79,12 @@ class StatusView:
         self._drawn = 0  # lines of the block on screen (terminal only)
         self._seen_lines = -1
         self._signature: tuple[Any, ...] = ()
+        self.closed = False
 
     def update(self, children: list[Child], fetch: Any) -> None:
         """Draw if due; ``fetch()`` returns the proxy's ``list`` reply or None."""
+        if self.closed:
+            return
         now = time.monotonic()
         signature = tuple((c.state, c.restarts, c.pid) for c in children)
         changed = signature != self._signature
@@ -91,9 +94,13 @@ class StatusView:
         lines = render(children, fetch(), now)
         with self.output.lock:
             out = self.output.out
-            if self.tty and self._drawn and self._seen_lines == self.output.lines_written:
-                out.write(f"\x1b[{self._drawn}F\x1b[J")  # back over the last block, clear
-            out.write("\n".join(lines) + "\n")
-            out.flush()
+            try:
+                if self.tty and self._drawn and self._seen_lines == self.output.lines_written:
+                    out.write(f"\x1b[{self._drawn}F\x1b[J")  # back over the last block, clear
+                out.write("\n".join(lines) + "\n")
+                out.flush()
+            except (OSError, ValueError):
+                self.closed = True  # nowhere to show it (a closed pipe)
+                return
             self._drawn = len(lines)
             self._seen_lines = self.output.lines_written

@@ -65,8 +65,11 @@ class Output:
     def child_line(self, name: str, line: str, err: bool) -> None:
         stream = self.err if err else self.out
         with self.lock:
-            stream.write(f"{name} | {line}\n")
-            stream.flush()
+            try:
+                stream.write(f"{name} | {line}\n")
+                stream.flush()
+            except (OSError, ValueError):
+                return  # our output is gone (a closed pipe): keep draining the child's
             self.lines_written += 1
 
 
