@@ -2,10 +2,12 @@
 
 A peer is one connection to the control socket (its ZeroMQ routing id). Each
 peer has a token bucket: ``burst`` requests at once, refilled at ``rate`` per
-second. A request beyond it is answered at once with ``code: "rate_limited"``
-and costs the proxy no more than that reply, so one flooding peer cannot make
-the others wait: the control socket serves peers in turn (ZeroMQ fair-queues
-them), and the flooder's turns are cheap.
+second. A request costs one token; a ``list`` reply, whose cost grows with the
+registry, costs one more per 100 nodes and streams it holds. A request beyond
+the bucket is answered at once with ``code: "rate_limited"`` and costs the proxy
+no more than that reply, so one flooding peer cannot make the others wait: the
+control socket serves peers in turn (ZeroMQ fair-queues them), and the
+flooder's turns are cheap.
 
 A zaudio node sends about two requests a second; the default limit (500 per
 second, 500 at once) leaves room for tools that poll ``list`` and for tests that
@@ -15,10 +17,12 @@ requests without waiting for replies.
 
 from __future__ import annotations
 
-__all__ = ["BURST", "RATE", "PeerLimiter"]
+__all__ = ["BURST", "LIST_ENTRIES_PER_TOKEN", "RATE", "PeerLimiter"]
 
 RATE = 500.0
 BURST = 500.0
+#: A ``list`` reply costs one more token per this many nodes and streams in it.
+LIST_ENTRIES_PER_TOKEN = 100
 #: Peers remembered at most; idle ones (bucket full again) are forgotten first.
 MAX_PEERS = 4096
 
@@ -52,6 +56,15 @@ class PeerLimiter:
             self.forget_idle(now)
         self._buckets[peer] = (tokens - 1.0, now)
         return 0.0
+
+    def charge(self, peer: bytes, tokens: float) -> None:
+        """Take ``tokens`` more from ``peer`` for a request that cost more than one.
+
+        The bucket may go below zero: the peer's next requests wait until it
+        has refilled.
+        """
+        left, then = self._buckets.get(peer, (self.burst, 0.0))
+        self._buckets[peer] = (left - tokens, then)
 
     def forget_idle(self, now: float) -> None:
         """Drop the peers whose buckets are full again (they would start full anyway)."""

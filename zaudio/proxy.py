@@ -44,7 +44,7 @@ from zaudio.control import (
 )
 from zaudio.errors import RequestError, ZaudioError
 from zaudio.forwarder import Forwarder
-from zaudio.limits import BURST, RATE, PeerLimiter
+from zaudio.limits import BURST, LIST_ENTRIES_PER_TOKEN, RATE, PeerLimiter
 from zaudio.protocol import MAX_HEADER, MAX_PAYLOAD, READY
 from zaudio.registry import MISSES, Registry
 from zaudio.security import Keys
@@ -288,9 +288,12 @@ class Proxy:
             if isinstance(req, Time):
                 return TimeReply(time=now)
             if isinstance(req, List):
-                return self._list(now)
+                reply = self._list(now)
+                entries = len(reply.nodes) + len(reply.streams)
+                self.limiter.charge(peer, entries / LIST_ENTRIES_PER_TOKEN)
+                return reply
             if isinstance(req, Register):
-                return self.registry.register(req, now)
+                return self.registry.register(req, now, peer)
             if isinstance(req, Heartbeat):
                 return self.registry.heartbeat_op(req, now)
             return self.registry.disconnect(req, now)

@@ -32,11 +32,13 @@ from zaudio.control import (
 )
 from zaudio.errors import RequestError
 
-__all__ = ["MAX_NODES", "MISSES", "Node", "Registry"]
+__all__ = ["MAX_NODES", "MAX_NODES_PER_PEER", "MISSES", "Node", "Registry"]
 
 MISSES = 3  # heartbeats a node may miss before it is dropped
 #: Live nodes the proxy holds at most (each bounded by zaudio.control's limits).
 MAX_NODES = 4096
+#: Live nodes one peer (one connection to the control socket) may have registered.
+MAX_NODES_PER_PEER = 64
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Node:
     since: float
     last_seen: float
     stats: dict[str, Any] = field(default_factory=dict)
+    peer: bytes = b""  # the connection that registered it
+    _listed: tuple[Register, list[ListedStream]] | None = None
 
     @property
     def role(self) -> str:
@@ -76,6 +80,14 @@ class Node:
     @property
     def outputs(self) -> list[str]:
         return self.registration.outputs
+
+    def listed(self) -> list[ListedStream]:
+        """Its streams as ``list`` shows them (made once per registration or announcement)."""
+        r = self.registration
+        if self._listed is None or self._listed[0] is not r:
+            streams = [ListedStream(s.name, s.rate, s.channels, self.id) for s in r.streams]
+            self._listed = (r, streams)
+        return self._listed[1]
 
     def info(self) -> NodeInfo:
         r = self.registration
@@ -108,12 +120,16 @@ class Registry:
         self.heartbeat = heartbeat
         self.nodes: dict[str, Node] = {}
         self._owners: dict[str, str] = {}  # stream name -> node id
+        self._per_peer: dict[bytes, int] = {}  # peer -> live nodes it registered
 
     def _expired(self, node: Node, now: float) -> bool:
         return node.last_seen < now - MISSES * self.heartbeat
 
     def _remove(self, node: Node) -> None:
         del self.nodes[node.id]
+        left = self._per_peer.pop(node.peer, 1) - 1
+        if left:
+            self._per_peer[node.peer] = left
         for name in node.registration.owned():
             if self._owners.get(name) == node.id:
                 del self._owners[name]
@@ -133,7 +149,16 @@ class Registry:
             return None
         return node
 
-    def register(self, req: Register, now: float) -> RegisterReply:
+    def register(self, req: Register, now: float, peer: bytes = b"") -> RegisterReply:
+        """Add a node; ``peer`` is the connection it came on (see MAX_NODES_PER_PEER)."""
+        if peer and self._per_peer.get(peer, 0) >= MAX_NODES_PER_PEER:
+            self.expire(now)
+            if self._per_peer.get(peer, 0) >= MAX_NODES_PER_PEER:
+                raise RequestError(
+                    f"this connection already registered {MAX_NODES_PER_PEER} live nodes: "
+                    "disconnect some first (one connection per node is usual)",
+                    "full",
+                )
         if len(self.nodes) >= MAX_NODES:
             self.expire(now)
             if len(self.nodes) >= MAX_NODES:
@@ -155,8 +180,10 @@ class Registry:
             since=now,
             last_seen=now,
             stats=req.stats or {},
+            peer=peer,
         )
         self.nodes[node.id] = node
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         for stream in req.owned():
             self._owners[stream] = node.id
         return RegisterReply(id=node.id, heartbeat=self.heartbeat)
@@ -198,9 +225,5 @@ class Registry:
     def listing(self, now: float) -> ListReply:
         self.expire(now)
         nodes = [n.info() for n in self.nodes.values()]
-        streams = [
-            ListedStream(name=s.name, rate=s.rate, channels=s.channels, node=n.id)
-            for n in self.nodes.values()
-            for s in n.registration.streams
-        ]
+        streams = [s for n in self.nodes.values() for s in n.listed()]
         return ListReply(nodes=nodes, streams=streams, time=now)
