@@ -44,8 +44,12 @@ def test_terminal_view_redraws_in_place(tmp_path: Path) -> None:
             last = blocks[-1].splitlines()
             rows = [m for line in last if (m := ROW.match(line.strip()))]
             if len(blocks) >= 3 and len(rows) == 3 and all(r["state"] == "running" for r in rows):
-                lvl = next(r for r in rows if r["name"] == "lvl")
-                if lvl["received"] not in ("-", "0"):
+                by_name = {r["name"]: r for r in rows}
+                # counters arrive with each node's heartbeat: wait for both to show flow
+                if by_name["lvl"]["received"] not in ("-", "0") and by_name["tone"]["sent"] not in (
+                    "-",
+                    "0",
+                ):
                     break
             ready, _, _ = select.select([master], [], [], 0.2)
             if ready:
@@ -57,7 +61,6 @@ def test_terminal_view_redraws_in_place(tmp_path: Path) -> None:
         assert last[0].split() == [
             "NODE", "KIND", "STATE", "PID", "UP", "RESTARTS", "SENT", "RECEIVED", "DROPPED", "GAPS", "ERRORS",
         ]  # fmt: skip
-        by_name = {r["name"]: r for r in rows}
         assert by_name["tone"]["kind"] == "recorder" and int(by_name["tone"]["sent"]) > 0
         assert by_name["tone"]["dropped"] == "0" and by_name["lvl"]["gaps"] == "0"
         assert all(r["restarts"] == "0" for r in rows)
