@@ -68,6 +68,7 @@ class Outputs:
         self.results_sent = 0
         self.results_unsent = 0
         self.no_output = 0
+        self._earlier_sent = self._earlier_dropped = 0  # by audio outputs replaced since
         self.failures = failures
 
     def publish(self, out: Any, info: Info) -> None:
@@ -93,13 +94,13 @@ class Outputs:
     def published(self) -> int:
         """Results and audio blocks sent."""
         audio = self.audio.counters["sent"] if self.audio is not None else 0
-        return self.results_sent + audio
+        return self.results_sent + self._earlier_sent + audio
 
     @property
     def unsent(self) -> int:
         """Results the proxy's queue refused, arrays with no output, audio blocks dropped."""
         audio = self.audio.counters["dropped"] if self.audio is not None else 0
-        return self.results_unsent + self.no_output + audio
+        return self.results_unsent + self.no_output + self._earlier_dropped + audio
 
     def _send_audio(self, out: np.ndarray[Any, Any], info: Info) -> None:
         if self.output is None:
@@ -108,8 +109,10 @@ class Outputs:
         channels = out.shape[1] if out.ndim == 2 else 1
         pub = self.audio
         if pub is None or pub.stream.rate != info.rate or pub.stream.channels != channels:
-            if pub is not None:
+            if pub is not None:  # the input's format changed: a new stream run
                 pub.close(0)
+                self._earlier_sent += pub.counters["sent"]
+                self._earlier_dropped += pub.counters["dropped"]
             pub = self.audio = Publisher(
                 self.output,
                 rate=info.rate,
