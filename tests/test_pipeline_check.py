@@ -386,6 +386,36 @@ def test_options_the_cli_lacks_are_not_supported_yet(tmp_path: Path) -> None:
         assert text.startswith(f"'{key}' is not supported yet: 'zaudio process' here has no --")
 
 
+def test_lines_through_quoted_dotted_and_inline_forms(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """\
+        # the same tables, written three ways
+        [recorder]
+        tone.source = "sinus:440"
+        "tone".blok = 3
+        voice = { source = "speech", fast = "yes" }
+
+        [processor."my.proc"]
+        notes = \"\"\"
+        [processor.fake]
+        function = "nope"
+        \"\"\"
+        function = "level"
+        topics = [
+          "tone",
+          "bad name!",
+        ]
+        """,
+    )
+    assert [line for line, _ in found] == [3, 4, 5, 8, 13]
+    assert found[0][1].startswith("unknown source 'sinus:440'")
+    assert found[1][1].startswith("unknown key 'blok' in [recorder.tone]")
+    assert found[2][1].startswith("'fast' must be true or false, not 'yes'")  # inline: its line
+    assert found[3][1].startswith("unknown key 'notes' in [processor.my.proc]")
+    assert found[4][1].startswith("invalid stream name 'bad name!'")  # the array's key line
+
+
 def test_toml_syntax_error_has_its_line(tmp_path: Path) -> None:
     assert one(tmp_path, '[recorder.t]\nsource = "noise"\n\nblock = \n') == (
         4,
