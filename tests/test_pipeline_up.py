@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import ROOT, ZAUDIO, env, listing, proxy_process, stop, wait_until
+from tests.helpers import ROOT, ZAUDIO, Listener, env, listing, proxy_process, stop, wait_until
 from zaudio.endpoints import free_ports
 
 PROCESSORS = ("gain", "level", "vad")
@@ -234,6 +234,47 @@ def test_a_killed_proxy_is_restarted_and_the_nodes_come_back(tmp_path: Path) -> 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0, err.read_text()
     assert gone(again["proxy"]["pid"])
+
+
+def test_nodes_get_the_files_environment_and_not_the_shells(tmp_path: Path) -> None:
+    port = free_ports(3)
+    control = f"tcp://127.0.0.1:{port}"
+    (tmp_path / "envs.py").write_text(
+        "import os\n\n"
+        "def fn(block):\n"
+        "    return {k: os.environ.get(k) for k in ('COMMON', 'OWN', 'ZAUDIO_RECORD_RATE')}\n"
+    )
+    path = tmp_path / "env.toml"
+    path.write_text(
+        f'[proxy]\nport = {port}\n\n[env]\nCOMMON = "all"\nOWN = "default"\n\n'
+        '[recorder.tone]\nsource = "sine:440"\n\n'
+        '[processor.envs]\nfunction = "envs:fn"\ntopics = ["tone"]\nenv = { OWN = 7 }\n'
+    )
+    # a ZAUDIO_* variable of the shell would change every recorder's rate: not passed on
+    e = env(ZAUDIO_RECORD_RATE="8000")
+    out, err = path.with_suffix(".out"), path.with_suffix(".err")
+    with out.open("w") as fo, err.open("w") as fe:
+        proc = subprocess.Popen(
+            [*ZAUDIO, "up", str(path), "--no-status"], stdout=fo, stderr=fe, env=e, cwd=ROOT
+        )
+    try:
+        wait_until(lambda: "envs" in nodes(control) or proc.poll() is not None, 30, "envs")
+        assert proc.poll() is None, err.read_text()
+        with Listener(control, "result/envs", "tone") as bus:
+            results, rates = [], set()
+            for header, _ in bus.collect(20, timeout=20):
+                if getattr(header, "processor", None) == "envs":
+                    results.append(header.data)
+                else:
+                    rates.add(header.rate)
+        assert results and all(
+            r == {"COMMON": "all", "OWN": "7", "ZAUDIO_RECORD_RATE": None} for r in results
+        )
+        assert rates == {48000}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, err.read_text()
+    finally:
+        stop(proc)
 
 
 def test_an_existing_proxy_by_endpoint(tmp_path: Path) -> None:
