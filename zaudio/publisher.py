@@ -139,6 +139,7 @@ class Publisher:
         self._wants = False
         self._hold_until: float | None = None
         self._grace_until = 0.0
+        self._clear = False  # see send()
         self._closed = False
 
     def registration(self) -> dict[str, Any]:
@@ -212,18 +213,28 @@ class Publisher:
         ready (or, beyond ``buffer``, made room by dropping the oldest: counted).
         """
         s = self.stream
+        seq = s.seq
         if self.t0 is None:
             self.t0 = clock.now()
-        seq = s.seq
-        if self.flush() and self.ready():  # flush(): True at once when nothing is held
+        # `_clear`: the previous block left and, looked at right after it, nothing
+        # is held and the bus is ready. Then the block goes out before anything else
+        # runs: reading the outlet's subscription changes (an enum per look in
+        # pyzmq, ~40 us on a cold cache) waits until it has left. If that look then
+        # finds the proxy gone, the block may have gone nowhere: it is held and sent
+        # again (a receiver that did get it counts the copy as rejected).
+        if self._clear or (self.flush() and self.ready()):
             frames = s.encode(block, self._stamp(t, s.index if index is None else index), index)
             if self.outlet.send(frames):
-                self.counters["sent"] += 1
-                self.counters["frames"] += len(frames[2])
-                return True
+                self._clear = self.ready()
+                if self._clear or self.outlet.ready:
+                    c = self.counters
+                    c["sent"] += 1
+                    c["frames"] += len(frames[2])
+                    return True
             arr = frames[2]
         else:
             arr = s.encode(block, 0.0, index)[2]  # checks the block, advances seq and index
+        self._clear = False
         assert not isinstance(arr, bytes)
         self._hold((seq, s.index - len(arr), arr, t))
         return False
