@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import soundfile
 import yaml
 
@@ -91,6 +92,22 @@ def test_dockerfile_runs_zaudio_as_non_root_with_a_healthcheck() -> None:
     assert re.search(r"^HEALTHCHECK .*\n?.*zaudio\.health", text, re.M)
     for lib in ("libportaudio2", "libasound2", "libpulse0", "libasound_module_pcm_pulse"):
         assert lib in text
+
+
+def test_the_image_gets_every_source_directory_pyproject_maps() -> None:
+    """A package added to pyproject.toml's package-dir must reach the image's build
+    context (.dockerignore), its COPY lines, and the hash that labels the image."""
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    dirs = set(pyproject["tool"]["setuptools"]["package-dir"].values())
+    copied = set(re.findall(r"^COPY (\S+) \./\1$", (DOCKER / "Dockerfile").read_text(), re.M))
+    admitted = set(re.findall(r"^!(\S+)/$", (ROOT / ".dockerignore").read_text(), re.M))
+    hashed = (ROOT / "scripts" / "image-sources").read_text()
+    for d in dirs:
+        assert d in copied, f"docker/Dockerfile does not COPY {d}"
+        assert d in admitted, f".dockerignore does not admit {d}/"
+        assert re.search(rf"^find .*\b{d}\b", hashed, re.M), f"scripts/image-sources skips {d}"
 
 
 def _dockerfile_cmd(path: Path) -> list[str]:
@@ -351,6 +368,12 @@ def _left_behind(project: str, service: int) -> list[str]:
     return left
 
 
+# Eight containers up, checked and torn down: ~30 s on an idle 2-core machine, a few
+# times that when the machine is busy; the images are built before the tests run.
+PODMAN_CHECK_BOUND = 200
+
+
+@pytest.mark.timeout(PODMAN_CHECK_BOUND + 40)
 def test_compose_deployment_runs_under_podman_from_images_of_this_tree(tmp_path: Path) -> None:
     """The real thing, with podman standing in for the Docker engine (RECIPES.md).
     scripts/test's set-up (scripts/podman-setup) built the images, labelled with the
@@ -366,7 +389,7 @@ def test_compose_deployment_runs_under_podman_from_images_of_this_tree(tmp_path:
     assert re.fullmatch(r"[0-9a-f]{16}", sources)
     log = tmp_path / "podman-check.log"
     with podman_check(log) as proc:
-        proc.wait(100)
+        proc.wait(PODMAN_CHECK_BOUND)
     text = log.read_text()
     assert proc.returncode == 0, text[-3000:]
     assert f"zaudio-peak:latest built from the current tree (sources {sources})" in text
@@ -376,6 +399,7 @@ def test_compose_deployment_runs_under_podman_from_images_of_this_tree(tmp_path:
     assert _left_behind(*started) == []
 
 
+@pytest.mark.timeout(PODMAN_CHECK_BOUND + 40)
 def test_podman_check_stops_everything_when_terminated(tmp_path: Path) -> None:
     """SIGTERM while the deployment runs: the trap tears it all down, nothing is left."""
     log = tmp_path / "podman-check.log"
@@ -386,7 +410,7 @@ def test_podman_check_stops_everything_when_terminated(tmp_path: Path) -> None:
             assert proc.poll() is None, log.read_text()[-3000:]
             return "STREAM" in log.read_text()  # its first `zaudio ls` through compose exec
 
-        wait_until(deployed, 80, "the deployment to be up", interval=0.5)
+        wait_until(deployed, PODMAN_CHECK_BOUND - 60, "the deployment to be up", interval=0.5)
         assert stop(proc, timeout=60) == 143, log.read_text()[-3000:]
     assert _left_behind(project, service) == []
 

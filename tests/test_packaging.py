@@ -115,7 +115,11 @@ def test_build_prints_no_warning_and_twine_check_passes(dist: tuple[Path, Path, 
 def _sources() -> set[str]:
     """Every file of the zaudio package as it is laid out in the wheel."""
     files = set()
-    for top, prefix in (("zaudio", "zaudio"), ("cli", "zaudio/cli")):
+    for top, prefix in (
+        ("zaudio", "zaudio"),
+        ("cli", "zaudio/cli"),
+        ("examples", "zaudio/examples"),
+    ):
         for p in (ROOT / top).rglob("*"):
             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
                 files.add(f"{prefix}/{p.relative_to(ROOT / top).as_posix()}")
