@@ -64,6 +64,23 @@ def _forwarded(counters: Any) -> str:
     )
 
 
+def _limited(proxy: dict[str, Any]) -> str:
+    refused = proxy.get("refused")
+    n = refused.get("rate_limited") if isinstance(refused, dict) else None
+    return f", {n} rate-limited" if isinstance(n, int) else ""
+
+
+def _publishers(proxy: dict[str, Any]) -> str:
+    """Publish-in connections: open now, cut off (a frame over the cap), refused (handshake)."""
+    pubs = proxy.get("publishers")
+    if not isinstance(pubs, dict) or not isinstance(pubs.get("cut_off"), int):
+        return ""
+    return (
+        f"; publishers {pubs.get('connected', '?')} connected, {pubs['cut_off']} cut off, "
+        f"{pubs.get('refused', 0)} refused"
+    )
+
+
 def render(listing: dict[str, Any], now: float | None = None) -> str:
     """The human-readable view of a ``list`` reply."""
     now = time.time() if now is None else now
@@ -77,7 +94,8 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
         out.append(
             f"proxy {proxy.get('control', '?')} (zaudio {proxy.get('version', '?')}, "
             f"pid {proxy.get('pid', '?')}{uptime}; {proxy.get('requests', 0)} requests, "
-            f"{proxy.get('bad_requests', 0)} refused{_forwarded(proxy.get('forwarded'))})"
+            f"{proxy.get('bad_requests', 0)} refused{_limited(proxy)}"
+            f"{_forwarded(proxy.get('forwarded'))}{_publishers(proxy)})"
         )
         out.append("")
     if not nodes:

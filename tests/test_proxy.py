@@ -281,8 +281,34 @@ def test_message_size_cap_disconnects_rogue_publisher() -> None:
             wait_until(lambda: (rogue.pump(), rogue.connections >= 2)[1], 5, "rogue dropped")
         finally:
             rogue.close(0)
+        watch = p.watch
+        assert watch is not None
+        # counted as cut off; its second connection, closed by the rogue itself, is not
+        wait_until(lambda: watch.cut_off == 1 and watch.closed == 1, 5, "the cut-off counted")
         with Publisher("ok", rate=8000, proxy=p.control) as good:
             good.send(np.zeros(80, np.float32))
             h, _ = listener.recv()
             assert h.stream == "ok" and h.seq == 0
             assert listener.inlet.recv(0.2) is None  # nothing from the rogue
+        wait_until(lambda: watch.closed == 2, 5, "the good publisher's close counted")
+        assert watch.cut_off == 1 and watch.failed == 0 and watch.disconnected == 0
+        assert op(p.control, op="list")["proxy"]["refused"]["publishers"] == 1
+
+
+def test_a_100_mb_message_is_refused_and_counted_in_ls() -> None:
+    """The proxy cuts off a publisher over its size cap: `zaudio ls` shows it (it showed nothing)."""
+    with proxy_process() as (control, _), Listener(control, "*"):
+        hello = op(control, op="hello")
+        rogue = Outlet()
+        try:
+            rogue.connect(hello["pub"])
+            assert rogue.wait_ready(5)
+            assert rogue.send([b"audio/big\x00", b"{}", bytes(100 * 1024 * 1024)])
+
+            def proxy_line() -> str:
+                return run("ls", "--proxy", control, timeout=15).stdout.splitlines()[0]
+
+            line = wait_until(lambda: "1 cut off" in (x := proxy_line()) and x, 15, "ls")
+        finally:
+            rogue.close(0)
+    assert "publishers " in line and "connected, 1 cut off" in line, line

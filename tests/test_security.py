@@ -149,6 +149,7 @@ def test_unauthorised_peer_cannot_register(secure: str, good: Keys, rogue: Keys,
 def test_unauthorised_peer_cannot_publish(secure: str, good: Keys, rogue: Keys, who: str) -> None:
     keys = rogue if who == "rogue" else None
     hello = _hello(secure, good)
+    before = request(secure, {"op": "list"}, keys=good)["proxy"]["publishers"]
     with _subscriber(secure, good, "*") as inlet:
         # A rogue XPUB never hears the proxy's READY (no handshake, no subscriptions),
         # and a raw PUB "sends" into the void, while an authorised publisher sends too.
@@ -175,6 +176,11 @@ def test_unauthorised_peer_cannot_publish(secure: str, good: Keys, rogue: Keys, 
     assert sent > 30
     assert {h.stream for h, _ in got} == {"legit"}
     assert [h.seq for h, _ in got] == list(range(sent))
+    # every refused handshake is counted: the proxy cut the intruder off (again and again)
+    after = request(secure, {"op": "list"}, keys=good)["proxy"]
+    assert after["publishers"]["refused"] > before["refused"], (before, after)
+    assert after["publishers"]["cut_off"] == before["cut_off"] == 0
+    assert after["refused"]["publishers"] == after["publishers"]["refused"]
 
 
 @pytest.mark.parametrize("who", ["rogue", "plaintext"])

@@ -290,9 +290,10 @@ class ProxyInfo(msgspec.Struct, frozen=True):
     """The proxy itself in a ``list`` reply (zaudio extension).
 
     ``refused`` counts what the proxy turned away, by kind: ``requests``
-    (``ok: false`` replies), ``rate_limited`` (requests over a peer's limit),
-    ``oversize`` (publishers cut off for a frame over the size cap),
-    ``handshakes`` (publishers whose ZeroMQ/CURVE handshake failed).
+    (``ok: false`` replies but rate-limited ones), ``rate_limited``
+    (requests over a connection's limit), ``publishers`` (publish-in
+    connections the proxy cut off for a frame over the size cap, or refused at
+    the handshake). ``publishers`` counts publish-in connections (zaudio.cutoffs).
     ``forwarded`` holds the forwarder's own counters (zaudio.forwarder).
     """
 
@@ -305,7 +306,7 @@ class ProxyInfo(msgspec.Struct, frozen=True):
     requests: int
     bad_requests: int
     refused: dict[str, int] = {}
-    publishers: int = 0
+    publishers: dict[str, int] = {}
     forwarded: dict[str, Any] | None = None
 
 

@@ -43,6 +43,7 @@ from zaudio.control import (
     encode,
 )
 from zaudio.errors import RequestError, ZaudioError
+from zaudio.cutoffs import PublisherWatch
 from zaudio.forwarder import Forwarder
 from zaudio.limits import BURST, LIST_ENTRIES_PER_TOKEN, RATE, PeerLimiter
 from zaudio.protocol import MAX_HEADER, MAX_PAYLOAD, READY
@@ -131,6 +132,7 @@ class Proxy:
         self._auth: Any = None
         self._threads: list[threading.Thread] = []
         self.forwarder: Forwarder | None = None
+        self.watch: PublisherWatch | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -156,6 +158,8 @@ class Proxy:
             ctl = self._socket(made, zmq.ROUTER, self.port, "control", MAX_REQUEST)
             self.forwarder = Forwarder(ctx, xsub, xpub)
         except BaseException:
+            if self.watch is not None:
+                self.watch.close()
             for sock in made:  # ctx.term() waits for every open socket
                 sock.close(0)
             self._close_context()
@@ -170,6 +174,8 @@ class Proxy:
             threading.Thread(target=self._serve, args=(ctl,), name="zaudio-control", daemon=True),
         ]
         self._threads[1].start()
+        assert self.watch is not None
+        self._threads.append(self.watch.start(int(self.pub.rsplit(":", 1)[1])))
         if not _is_loopback(self.host) and self.keys is None:
             log.warning(
                 "binding %s without --keys: anyone who can reach this host can listen "
@@ -196,6 +202,8 @@ class Proxy:
             sock.sndhwm = self.hwm
         if maxmsgsize is not None:
             sock.setsockopt(zmq.MAXMSGSIZE, maxmsgsize)
+        if kind == zmq.XSUB:  # before bind: no connection is missed
+            self.watch = PublisherWatch(self._ctx, sock, self.max_message)
         if self.keys is not None:
             self.keys.server_socket(sock)
         host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
@@ -317,6 +325,7 @@ class Proxy:
 
     def _list(self, now: float) -> ListReply:
         counters = self.forwarder.counters(0.5) if self.forwarder is not None else None
+        watch = self.watch
         info = ProxyInfo(
             version=__version__,
             pid=os.getpid(),
@@ -326,7 +335,12 @@ class Proxy:
             since=self.started,
             requests=self.requests,
             bad_requests=self.bad_requests,
-            refused={"requests": self.bad_requests, "rate_limited": self.limiter.limited},
+            refused={
+                "requests": self.bad_requests,
+                "rate_limited": self.limiter.limited,
+                "publishers": watch.cut_off + watch.refused if watch is not None else 0,
+            },
+            publishers=watch.counters() if watch is not None else {},
             forwarded=counters.as_dict() if counters is not None else None,
         )
         return msgspec.structs.replace(self.registry.listing(now), proxy=info)
