@@ -42,8 +42,8 @@ from zaudio.control import (
     decode_request,
     encode,
 )
-from zaudio.errors import RequestError, ZaudioError
 from zaudio.cutoffs import PublisherWatch
+from zaudio.errors import RequestError, ZaudioError
 from zaudio.forwarder import Forwarder
 from zaudio.limits import BURST, LIST_ENTRIES_PER_TOKEN, RATE, PeerLimiter
 from zaudio.protocol import MAX_HEADER, MAX_PAYLOAD, READY
