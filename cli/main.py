@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "top": ("zaudio.cli.top:top", "Live dashboard of streams, processors and publishers."),
     "up": ("zaudio.cli.up:up", "Run and supervise a whole pipeline from a TOML file."),
     "check": ("zaudio.cli.check:check", "Check a pipeline file: each mistake as FILE:LINE."),
+    "capture": ("zaudio.cli.capture:capture", "Record the bus (audio and results) to a file."),
+    "info": ("zaudio.cli.info:info", "Show a capture's streams, gaps, results and damage."),
 }
 
 

@@ -9,6 +9,8 @@ import zaudio.errors
 
 PUBLIC = [
     "AudioHeader",
+    "CaptureError",
+    "CaptureFileError",
     "ConfigError",
     "DeviceError",
     "ImportFromStringError",

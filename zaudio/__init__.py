@@ -17,6 +17,8 @@ from zaudio.loader import import_from_string
 if TYPE_CHECKING:
     from zaudio.client import NodeClient, request
     from zaudio.errors import (
+        CaptureError,
+        CaptureFileError,
         ConfigError,
         DeviceError,
         ImportFromStringError,
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AudioHeader",
+    "CaptureError",
+    "CaptureFileError",
     "ConfigError",
     "DeviceError",
     "ImportFromStringError",
@@ -86,6 +90,8 @@ _LAZY = {
     **{
         name: "zaudio.errors"
         for name in (
+            "CaptureError",
+            "CaptureFileError",
             "ConfigError",
             "DeviceError",
             "ImportFromStringError",

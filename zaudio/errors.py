@@ -8,12 +8,14 @@
      │    └── RemoteProtocolError           a peer sent it (receivers drop and count it)
      ├── ConfigError                        bad usage: options, names, files, modules (CLI exit 2)
      │    ├── ImportFromStringError         ``module:attr`` that cannot be loaded
-     │    └── DeviceError                   no PortAudio, no such audio device
+     │    ├── DeviceError                   no PortAudio, no such audio device
+     │    └── CaptureFileError              a file that is not a readable zaudio capture
      ├── ProxyError                         the control channel failed (CLI exit 1)
      │    ├── ProxyUnreachable              no reply within the timeout
      │    └── RequestRefused                the proxy replied ``ok: false``
      ├── RequestError                       (proxy side) a control request it cannot serve
-     └── ProcessorFailed                    a user function raised with ``on_error="stop"``
+     ├── ProcessorFailed                    a user function raised with ``on_error="stop"``
+     └── CaptureError                       a capture could not write on (disk full): it stopped
 
 Foreign exceptions (zmq, sounddevice, soundfile, json) are translated where they
 enter, with ``raise ... from``.
@@ -58,6 +60,10 @@ class DeviceError(ConfigError):
     """Audio devices cannot be used: PortAudio missing, device unknown or busy."""
 
 
+class CaptureFileError(ConfigError):
+    """A file that cannot be read as a zaudio capture (not one, or a newer version)."""
+
+
 class ProxyError(ZaudioError):
     """The control channel to the proxy failed."""
 
@@ -88,3 +94,7 @@ class RequestError(ZaudioError):
 
 class ProcessorFailed(ZaudioError):
     """The user function raised and ``on_error="stop"`` was chosen (CLI exit 1)."""
+
+
+class CaptureError(ZaudioError):
+    """A capture could not write on (disk full, I/O error); it stopped with its file valid."""
