@@ -35,7 +35,6 @@ __all__ = ["POLICIES", "Node", "Pipeline", "PipelineError", "Problem", "Restart"
 
 POLICIES = ("on-failure", "always", "no")
 RESTART_KEYS = ("restart", "backoff", "backoff_max")
-DEFAULT_RESTART = {"restart": "on-failure", "backoff": "250ms", "backoff_max": "30s"}
 TOP = ("proxy", "recorder", "processor", "env", "defaults")
 _WILDCARD = ("", "*", "0.0.0.0", "::", "[::]")
 
@@ -99,9 +98,6 @@ class Pipeline:
     @property
     def directory(self) -> Path:
         return self.path.parent
-
-    def of_kind(self, kind: str) -> list[Node]:
-        return [n for n in self.nodes if n.kind == kind]
 
 
 def closest(word: str, known: Iterable[str]) -> str | None:

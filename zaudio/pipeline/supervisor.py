@@ -128,7 +128,6 @@ class Supervisor:
         self.output = output or Output(sys.stdout, sys.stderr)
         self.quiet = quiet_children
         self.children = [Child(n) for n in pipeline.nodes]
-        self.stopping = False
         self._client_keys: Any = None
         if pipeline.keys:
             from zaudio.security import Keys
@@ -302,7 +301,6 @@ class Supervisor:
     # -- stopping ------------------------------------------------------------------
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop processors, then recorders, then the proxy; reap every child."""
-        self.stopping = True
         for kind in STOP_ORDER:
             group = [c for c in self.children if c.node.kind == kind]
             running = [c for c in group if c.proc is not None and c.state == "running"]
