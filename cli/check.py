@@ -9,14 +9,14 @@ import click
 
 def load_or_exit(file: str) -> Any:
     """The checked pipeline in ``file``; else each mistake on stderr and exit 2."""
-    from zaudio.pipeline import PipelineError, load
+    from zaudio.pipeline import check
 
-    try:
-        return load(file)
-    except PipelineError as exc:
-        for problem in exc.problems:
-            click.echo(problem.format(file), err=True)
-        raise click.exceptions.Exit(2) from None
+    pipeline, problems = check(file)
+    for problem in problems:
+        click.echo(problem.format(file), err=True)
+    if pipeline is None:
+        raise click.exceptions.Exit(2)
+    return pipeline
 
 
 @click.command()

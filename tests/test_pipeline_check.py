@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, run
-from zaudio.pipeline import PipelineError, load
+from zaudio.pipeline import check, load
 from zaudio.pipeline.lines import locate
 
 GOOD = """\
@@ -31,9 +31,9 @@ def write(tmp_path: Path, text: str, name: str = "p.toml") -> Path:
 
 
 def problems(tmp_path: Path, text: str) -> list[tuple[int, str]]:
-    with pytest.raises(PipelineError) as info:
-        load(write(tmp_path, text))
-    return [(p.line, f"{p.what} — {p.fix}") for p in info.value.problems]
+    pipeline, found = check(write(tmp_path, text))
+    assert pipeline is None and found
+    return [(p.line, f"{p.what} — {p.fix}") for p in found]
 
 
 def one(tmp_path: Path, text: str) -> tuple[int, str]:
@@ -414,6 +414,18 @@ def test_lines_through_quoted_dotted_and_inline_forms(tmp_path: Path) -> None:
     assert found[2][1].startswith("'fast' must be true or false, not 'yes'")  # inline: its line
     assert found[3][1].startswith("unknown key 'notes' in [processor.my.proc]")
     assert found[4][1].startswith("invalid stream name 'bad name!'")  # the array's key line
+
+
+def test_load_raises_one_config_error_with_every_line(tmp_path: Path) -> None:
+    from zaudio.errors import ConfigError
+
+    path = write(tmp_path, '[recorder.a]\nsource = "sinus"\n[processor.b]\nfunction = "levle"\n')
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert [line.split(" — ")[0] for line in str(info.value).splitlines()] == [
+        f"{path}:2: unknown source 'sinus'",
+        f"{path}:4: unknown processor 'levle'",
+    ]
 
 
 def test_toml_syntax_error_has_its_line(tmp_path: Path) -> None:

@@ -1,11 +1,11 @@
 """Reading and checking a pipeline file: every mistake, each with its line.
 
 A pipeline file (TOML) describes a proxy, recorders and processors; see
-docs/pipelines.md. :func:`load` parses and checks it and returns a
+docs/pipelines.md. :func:`check` parses and checks it and returns a
 :class:`Pipeline` whose nodes are the ``zaudio`` command lines to run, in start
-order (proxy, recorders, processors). It never stops at the first mistake: it
-raises one :class:`PipelineError` holding a :class:`Problem` for each, printed
-as ``FILE:LINE: what is wrong — what to do``.
+order (proxy, recorders, processors), or, since it never stops at the first
+mistake, a :class:`Problem` for each, printed as ``FILE:LINE: what is wrong —
+what to do``. :func:`load` is the same raising one ConfigError with them all.
 
 Paths in the file (sources, ``function = "x.py:fn"``, keys, processor params)
 are relative to the file's directory, where the nodes run.
@@ -31,7 +31,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["POLICIES", "Node", "Pipeline", "PipelineError", "Problem", "Restart", "load"]
+__all__ = ["POLICIES", "Node", "Pipeline", "Problem", "Restart", "check", "load"]
 
 POLICIES = ("on-failure", "always", "no")
 RESTART_KEYS = ("restart", "backoff", "backoff_max")
@@ -49,15 +49,6 @@ class Problem:
 
     def format(self, file: str | os.PathLike[str]) -> str:
         return f"{file}:{self.line}: {self.what} — {self.fix}"
-
-
-class PipelineError(ConfigError):
-    """A pipeline file with mistakes; ``problems`` holds every one, in line order."""
-
-    def __init__(self, file: str | os.PathLike[str], problems: Iterable[Problem]) -> None:
-        self.file = str(file)
-        self.problems = sorted(problems, key=lambda p: p.line)
-        super().__init__("\n".join(p.format(self.file) for p in self.problems))
 
 
 @dataclass(frozen=True)
@@ -228,12 +219,29 @@ def _control(host: str, port: int) -> str:
 
 
 def load(path: str | os.PathLike[str]) -> Pipeline:
-    """Parse and check the pipeline file at ``path``.
+    """The checked pipeline in ``path``.
 
     Raises
     ------
-    PipelineError
-        Every mistake found (a ConfigError: ``zaudio check`` and ``zaudio up`` exit 2).
+    ConfigError
+        Every mistake found, one ``FILE:LINE: ...`` line each (see :func:`check`).
+    """
+    pipeline, problems = check(path)
+    if pipeline is None:
+        raise ConfigError("\n".join(p.format(path) for p in problems))
+    return pipeline
+
+
+def check(path: str | os.PathLike[str]) -> tuple[Pipeline | None, list[Problem]]:
+    """Parse and check the pipeline file at ``path``: (the pipeline, []) or (None, problems).
+
+    Problems come in line order, every one found. ``zaudio check`` and ``zaudio up``
+    print them and exit 2.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read.
     """
     from zaudio.endpoints import control_endpoint
     from zaudio.pipeline.graph import check_graph
@@ -250,7 +258,7 @@ def load(path: str | os.PathLike[str]) -> Pipeline:
         m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         line = int(m[1]) if m else 1
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) or "invalid TOML"
-        raise PipelineError(file, [Problem(line, message, "fix the TOML syntax")]) from None
+        return None, [Problem(line, message, "fix the TOML syntax")]
     c = _Checker(file.resolve(), text)
     for key in data:
         if key not in TOP:
@@ -312,5 +320,5 @@ def load(path: str | os.PathLike[str]) -> Pipeline:
         )
     check_graph(c, data)
     if c.problems:
-        raise PipelineError(file, c.problems)
-    return Pipeline(file.resolve(), control, keys, tuple(nodes), started)
+        return None, sorted(c.problems, key=lambda p: p.line)
+    return Pipeline(file.resolve(), control, keys, tuple(nodes), started), []
