@@ -159,8 +159,9 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
 def ls(as_json: bool, timeout: float, proxy: str, keys: str | None) -> None:
     """List live nodes and streams with their counters."""
     from zaudio.client import request
+    from zaudio.control import List
 
-    reply = request(proxy, {"op": "list"}, timeout=timeout, keys=client_keys(keys))
+    reply = request(proxy, List(), timeout=timeout, keys=client_keys(keys))
     if as_json:
         reply.pop("ok", None)
         click.echo(json.dumps(reply, indent=2, sort_keys=True))

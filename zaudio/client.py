@@ -4,7 +4,9 @@ A :class:`NodeClient` runs one background thread that owns a REQ socket. Every
 request has a timeout; a request that times out abandons the socket, opens a
 new one (the "lazy pirate" pattern) and retries with back-off. The node's data
 path never waits on it: it reads :attr:`NodeClient.endpoints` and
-:attr:`NodeClient.offset`, plain attributes, when it needs them.
+:attr:`NodeClient.offset`, plain attributes, when it needs them. The REQ socket
+with its timeouts is :class:`~zaudio.requester.Requester` (re-exported here with
+:func:`request`).
 """
 
 from __future__ import annotations
@@ -17,15 +19,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
-import zmq
 
 from zaudio import clock, control
 from zaudio.control import (
     Disconnect,
-    ErrorReply,
     Heartbeat,
     Hello,
     HelloReply,
@@ -37,11 +37,9 @@ from zaudio.control import (
     TimeReply,
 )
 from zaudio.endpoints import control_endpoint, resolve
-from zaudio.errors import LocalProtocolError, ProxyUnreachable, RemoteProtocolError, RequestRefused
-from zaudio.protocol import encode_json
+from zaudio.errors import LocalProtocolError, ProxyUnreachable, RequestRefused
+from zaudio.requester import Requester, request
 from zaudio.security import Keys
-
-R = TypeVar("R", bound=msgspec.Struct)
 
 __all__ = ["Endpoints", "NodeClient", "Requester", "request"]
 
@@ -58,120 +56,6 @@ class Endpoints:
 
     pub: str
     sub: str
-
-
-class Requester:
-    """A REQ socket with a timeout on every request and a reset after a timeout.
-
-    Owned by one thread. Not a node: ``zaudio ls`` uses it for one-shot requests.
-    """
-
-    def __init__(
-        self,
-        proxy: str | None = None,
-        *,
-        timeout: float = 1.0,
-        keys: Keys | None = None,
-        ctx: zmq.Context[Any] | None = None,
-    ) -> None:
-        self.endpoint = control_endpoint(proxy)
-        self.timeout = timeout
-        self.keys = keys
-        self._ctx = ctx or zmq.Context.instance()
-        self._sock: zmq.Socket[Any] | None = None
-
-    def _open(self) -> zmq.Socket[Any]:
-        sock: zmq.Socket[Any] = self._ctx.socket(zmq.REQ)
-        sock.linger = 0
-        if self.keys is not None:
-            self.keys.client_socket(sock)
-        sock.connect(self.endpoint)
-        return sock
-
-    def _exchange(self, frame: bytes, timeout: float | None) -> bytes:
-        """Send one request frame and return the reply frame (or reset and raise)."""
-        if self._sock is None:
-            self._sock = self._open()
-        sock = self._sock
-        timeout = self.timeout if timeout is None else timeout
-        sock.send(frame)
-        if not sock.poll(int(timeout * 1000)):
-            self.reset()
-            raise ProxyUnreachable(
-                f"no reply from the proxy at {self.endpoint} within {timeout:g} s "
-                "(is 'zaudio proxy' running there? pass --proxy or set ZAUDIO_PROXY)"
-            )
-        return bytes(sock.recv())
-
-    def call(self, req: control.Request, kind: type[R], timeout: float | None = None) -> R:
-        """Send a typed request (:mod:`zaudio.control`) and return its typed reply.
-
-        Raises
-        ------
-        ProxyUnreachable
-            No reply within ``timeout``; the socket has been reset.
-        RequestRefused
-            The proxy replied ``ok: false`` (``code`` set), or sent a reply that
-            does not fit ``kind`` (``code`` ``"bad_reply"``).
-        """
-        raw = self._exchange(control.encode(req), timeout)
-        try:
-            reply = control.decode_reply(raw, kind)
-        except RemoteProtocolError as exc:
-            self.reset()
-            raise RequestRefused(str(exc), "bad_reply") from None
-        if isinstance(reply, ErrorReply):
-            raise RequestRefused(reply.error, reply.code)
-        return reply
-
-    def request(
-        self, msg: Mapping[str, Any] | control.Request, timeout: float | None = None
-    ) -> dict[str, Any]:
-        """Send one request and return the reply's fields as a dict (``ok: true`` checked).
-
-        Raises
-        ------
-        ProxyUnreachable
-            No reply within ``timeout``; the socket has been reset.
-        RequestRefused
-            The proxy replied ``ok: false``.
-        """
-        frame = encode_json(msg) if isinstance(msg, Mapping) else control.encode(msg)
-        raw = self._exchange(frame, timeout)
-        try:
-            reply = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            reply = None
-        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
-            self.reset()
-            raise RequestRefused("the proxy sent a reply that is not a zaudio reply", "bad_reply")
-        if not reply["ok"]:
-            raise RequestRefused(str(reply.get("error", "refused")), reply.get("code"))
-        return reply
-
-    def reset(self) -> None:
-        """Abandon the socket (and any reply still on its way)."""
-        if self._sock is not None:
-            self._sock.close(0)
-            self._sock = None
-
-    def close(self) -> None:
-        self.reset()
-
-
-def request(
-    proxy: str | None,
-    msg: Mapping[str, Any] | control.Request,
-    *,
-    timeout: float = 1.0,
-    keys: Keys | None = None,
-) -> dict[str, Any]:
-    """One request on a fresh socket: ``request(None, {"op": "list"})``."""
-    req = Requester(proxy, timeout=timeout, keys=keys)
-    try:
-        return req.request(msg)
-    finally:
-        req.close()
 
 
 def measure_offset(req: Requester, samples: int = CLOCK_SAMPLES) -> tuple[float, float]:

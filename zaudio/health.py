@@ -72,11 +72,12 @@ def check(
         Healthy or not, and one line saying why.
     """
     from zaudio.client import request
+    from zaudio.control import List
 
     endpoint = control_endpoint(proxy)
     host = hostname or socket.gethostname()
     try:
-        reply = request(endpoint, {"op": "list"}, timeout=timeout, keys=keys)
+        reply = request(endpoint, List(), timeout=timeout, keys=keys)
     except ZaudioError as exc:
         return False, f"proxy {endpoint} did not answer: {exc}"
     mine = [
