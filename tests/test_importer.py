@@ -140,7 +140,8 @@ def test_one_loader_for_processors_sources_and_commands() -> None:
         str(p.relative_to(root))
         for folder in ("zaudio", "cli")
         for p in (root / folder).rglob("*.py")
-        if "import_module(" in p.read_text() or "spec_from_file_location(" in p.read_text()
+        if "importlib.import_module(" in p.read_text()
+        or "spec_from_file_location(" in p.read_text()
     )
     assert users == ["zaudio/loader.py"]
     from zaudio.cli.main import COMMANDS, LazyGroup

@@ -9,10 +9,10 @@ extra to pyproject.toml (tests/test_packaging.py checks that every extra is name
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
 from zaudio.errors import ConfigError
+from zaudio.loader import import_module
 
 __all__ = ["EXTRAS", "require"]
 
@@ -41,7 +41,7 @@ def require(module: str, what: str) -> ModuleType:
     top = module.partition(".")[0]
     extra = EXTRAS[top]
     try:
-        return importlib.import_module(module)
+        return import_module(module)
     except ImportError as exc:
         if (exc.name or "").partition(".")[0] != top:
             raise

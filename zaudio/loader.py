@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import importlib
 import sys
+from types import ModuleType
 from typing import Any
 
 from zaudio.errors import ImportFromStringError
 
-__all__ = ["import_from_string", "split"]
+__all__ = ["import_from_string", "import_module", "split"]
 
 
 def split(spec: str, hint: str = "") -> tuple[str, str]:
@@ -31,6 +32,15 @@ def split(spec: str, hint: str = "") -> tuple[str, str]:
             f'(or "path/to/file.py:<attribute>"{hint}).'
         )
     return module, attrs
+
+
+def import_module(name: str) -> ModuleType:
+    """Import the module ``name`` as it is (an ``ImportError`` propagates unchanged).
+
+    For callers that interpret a missing module themselves (optional packages:
+    :func:`zaudio.extras.require`).
+    """
+    return importlib.import_module(name)
 
 
 def _import_file(path_str: str) -> Any:

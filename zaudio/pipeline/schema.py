@@ -14,14 +14,15 @@ adding: while the CLI lacks one, its key is "not supported yet".
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
+from zaudio.cli.main import COMMANDS
 from zaudio.errors import ConfigError
+from zaudio.loader import import_from_string
 from zaudio.units import parse_duration
 
 __all__ = ["DURATIONS", "NOT_YET", "Option", "options", "to_args"]
@@ -54,12 +55,6 @@ NOT_YET: dict[str, dict[str, str]] = {
         "metrics": "--metrics",
         "upstream": "--upstream",
     },
-}
-
-_COMMANDS = {
-    "proxy": "zaudio.cli.proxy:proxy",
-    "record": "zaudio.cli.record:record",
-    "process": "zaudio.cli.process:process",
 }
 
 
@@ -139,8 +134,7 @@ def _typed(key: str, p: click.Option, value: Any) -> Any:
 
 
 def _command(name: str) -> click.Command:
-    module, _, attr = _COMMANDS[name].partition(":")
-    command: click.Command = getattr(importlib.import_module(module), attr)
+    command: click.Command = import_from_string(COMMANDS[name][0])
     return command
 
 
