@@ -18,7 +18,6 @@ PUBLIC = [
     "Keys",
     "LocalProtocolError",
     "NodeClient",
-    "PipelineError",
     "ProcessorFailed",
     "ProtocolError",
     "Proxy",

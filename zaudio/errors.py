@@ -9,8 +9,7 @@
      ├── ConfigError                        bad usage: options, names, files, modules (CLI exit 2)
      │    ├── ImportFromStringError         ``module:attr`` that cannot be loaded
      │    ├── DeviceError                   no PortAudio, no such audio device
-     │    ├── CaptureFileError              a file that is not a readable zaudio capture
-     │    └── PipelineError                 a pipeline file with mistakes (all of them)
+     │    └── CaptureFileError              a file that is not a readable zaudio capture
      ├── ProxyError                         the control channel failed (CLI exit 1)
      │    ├── ProxyUnreachable              no reply within the timeout
      │    └── RequestRefused                the proxy replied ``ok: false``
@@ -23,10 +22,6 @@ enter, with ``raise ... from``.
 """
 
 from __future__ import annotations
-
-import os
-from collections.abc import Iterable
-from typing import Any
 
 
 class ZaudioError(Exception):
@@ -67,19 +62,6 @@ class DeviceError(ConfigError):
 
 class CaptureFileError(ConfigError):
     """A file that cannot be read as a zaudio capture (not one, or a newer version)."""
-
-
-class PipelineError(ConfigError):
-    """A pipeline file with mistakes; ``problems`` holds every one, in line order.
-
-    Each problem has a ``line`` and ``format(file)`` (one ``FILE:LINE: what — fix``
-    line); see :class:`zaudio.pipeline.Problem`.
-    """
-
-    def __init__(self, file: str | os.PathLike[str], problems: Iterable[Any]) -> None:
-        self.file = str(file)
-        self.problems = sorted(problems, key=lambda p: p.line)
-        super().__init__("\n".join(p.format(self.file) for p in self.problems))
 
 
 class ProxyError(ZaudioError):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zaudio.errors import ConfigError, PipelineError
+from zaudio.errors import ConfigError
 from zaudio.pipeline.lines import Lines, locate
 from zaudio.pipeline.schema import NOT_YET, OWNED, Option, options, to_args
 
