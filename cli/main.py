@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("zaudio.cli.check:check", "Check a pipeline file: each mistake as FILE:LINE."),
     "capture": ("zaudio.cli.capture:capture", "Record the bus (audio and results) to a file."),
     "info": ("zaudio.cli.info:info", "Show a capture's streams, gaps, results and damage."),
+    "replay": ("zaudio.cli.replay:replay", "Republish a capture with its original timing."),
 }
 
 
