@@ -183,3 +183,16 @@ def test_node_with_oversize_counters_keeps_its_heartbeats(proxy: Proxy) -> None:
         assert node.stats == {} and client.registrations == 1 and client.error is None
     finally:
         client.close()
+
+
+def test_numpy_counters_are_sent_as_numbers(proxy: Proxy) -> None:
+    import numpy as np
+
+    stats = {"sent": np.int64(3), "lag": np.float32(0.5), "bad": float("nan")}
+    client = NodeClient(proxy.control, role="x", name="np", stats=lambda: stats).start()
+    try:
+        assert client.wait_registered(3)
+        node = proxy.registry.nodes[client.id or ""]
+        assert node.stats == {"sent": 3, "lag": 0.5, "bad": None}
+    finally:
+        client.close()

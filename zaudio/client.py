@@ -38,6 +38,7 @@ from zaudio.control import (
 )
 from zaudio.endpoints import control_endpoint, resolve
 from zaudio.errors import LocalProtocolError, ProxyUnreachable, RequestRefused
+from zaudio.protocol import encode_json
 from zaudio.requester import Requester, request
 from zaudio.security import Keys
 
@@ -259,8 +260,11 @@ class NodeClient:
 
     def _counters(self) -> control.Stats | None:
         """The node's counters if they fit the protocol's bounds (else None, warned once)."""
-        stats = self._stats()
-        problem = control.stats_problem(stats)
+        try:  # as JSON carries them: numpy numbers become numbers, NaN null
+            stats: control.Stats = msgspec.json.decode(encode_json(self._stats()))
+            problem = control.stats_problem(stats)
+        except (TypeError, ValueError, NotImplementedError) as exc:  # not JSON at all
+            problem = f"'stats': {exc}"
         if problem is None:
             return stats
         if not self._stats_warned:
