@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -95,22 +93,13 @@ class Stamp:
         self._log.save()
 
 
-def _stopper() -> threading.Event:
-    stop = threading.Event()
-
-    def handler(signum: int, frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop
-
-
 def _sub(args: argparse.Namespace) -> None:
     """The baseline receiver: a plain SUB, ``recv_multipart`` and ``np.frombuffer``."""
     import zmq
 
-    stop = _stopper()
+    from zaudio.bench.baseline import _stop_event
+
+    stop = _stop_event()
     log = _Log(args.out)
     ctx: zmq.Context[Any] = zmq.Context()
     s = ctx.socket(zmq.SUB)
