@@ -268,3 +268,28 @@ def test_docs_list_every_metric() -> None:
     assert missing == []
     assert "`zaudio_proxy_info`" in doc
     assert "`zaudio_proxy_frames_total` (or `_messages_total`)" in doc
+
+
+def test_nan_samples_are_counted_per_input_stream() -> None:
+    import numpy as np
+
+    from zaudio.publisher import Publisher
+
+    port = free_ports(1)
+    url = f"http://127.0.0.1:{port}/metrics"
+    with proxy_process("--heartbeat", "0.2", "--metrics", f"127.0.0.1:{port}") as (control, _p):
+        with spawn("process", f"{PROCS}:count", "--name", "nan", "--topic", "dirty",
+                   "--proxy", control):  # fmt: skip
+            wait_node(control, "nan", role="processor")
+            with Publisher("dirty", rate=1000, channels=2, proxy=control) as pub:
+                block = np.zeros((10, 2), np.float32)
+                block[3, 1] = np.nan
+                block[7, 0] = np.inf
+                for _ in range(20):  # two of the runtime's batches of ten
+                    pub.send(block)
+
+                def counted() -> float | None:
+                    s = parse(scrape_text(url))
+                    return one(s, "zaudio_processor_nonfinite_samples_total", stream="dirty")
+
+                assert wait_until(lambda: counted() == 40, 10, "40 non-finite samples")

@@ -59,6 +59,19 @@ PROCESSOR: dict[str, _Spec] = {
         "Processing time over audio duration; above 1 it cannot keep up.",
     ),
     "proc_time": ("call_duration_seconds", "gauge", "Mean seconds per call of the function."),
+    "result_nonfinite": (
+        "result_nonfinite",
+        "counter",
+        "NaN or infinite numbers in results, sent as null.",
+    ),
+}
+# heartbeat keys holding {stream: count}: one series per input stream (label ``stream``)
+PER_STREAM: dict[str, _Spec] = {
+    "nonfinite": (
+        "nonfinite_samples",
+        "counter",
+        "NaN or infinite samples received, per input stream.",
+    ),
 }
 PUBLISHER: dict[str, _Spec] = {
     "sent": ("sent_blocks", "counter", "Blocks sent to the bus."),
@@ -164,6 +177,16 @@ def families(proxy: Proxy, now: float | None = None) -> Iterator[_Family]:
                 if value is not None:
                     samples.append((_labels(n, k), value))
             yield _Family(f"zaudio_{k}_{suffix}", mtype, text, samples)
+    processors = [n for n in nodes if kind(n) == "processor"]
+    for key, (suffix, mtype, text) in PER_STREAM.items():
+        per = []
+        for n in processors:
+            counts = n.stats.get(key)
+            for stream, count in counts.items() if isinstance(counts, dict) else ():
+                value = _number(count, True)
+                if value is not None:
+                    per.append(({**_labels(n, "processor"), "stream": str(stream)}, value))
+        yield _Family(f"zaudio_processor_{suffix}", mtype, text, per)
     yield from _proxy_families(proxy)
 
 
