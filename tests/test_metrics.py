@@ -293,3 +293,29 @@ def test_nan_samples_are_counted_per_input_stream() -> None:
                     return one(s, "zaudio_processor_nonfinite_samples_total", stream="dirty")
 
                 assert wait_until(lambda: counted() == 40, 10, "40 non-finite samples")
+
+
+def test_a_killed_node_stops_being_exported_after_its_missed_heartbeats() -> None:
+    import signal
+
+    port = free_ports(1)
+    url = f"http://127.0.0.1:{port}/metrics"
+    with proxy_process("--heartbeat", "0.2", "--metrics", f"127.0.0.1:{port}") as (control, _p):
+        with spawn("process", f"{PROCS}:count", "--name", "doomed", "--proxy", control) as proc:
+            wait_node(control, "doomed", role="processor")
+            wait_until(
+                lambda: one(parse(scrape_text(url)), "zaudio_nodes", role="processor") == 1,
+                10,
+                "the processor in /metrics",
+            )
+            proc.send_signal(signal.SIGKILL)  # no disconnect: only its heartbeats stop
+            proc.wait(10)
+
+            def without_it() -> Samples | None:
+                s = parse(scrape_text(url))
+                return s if one(s, "zaudio_nodes", role="processor") == 0 else None
+
+            # gone once it missed three heartbeats (0.6 s)
+            s = wait_until(without_it, 10, "the killed processor to leave /metrics")
+    assert values(s, "zaudio_processor_received_blocks_total", name="doomed") == []
+    assert values(s, "zaudio_node_start_time_seconds", name="doomed") == []
