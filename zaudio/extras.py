@@ -21,6 +21,7 @@ EXTRAS: dict[str, str] = {
     "websockets": "web",
     "prometheus_client": "metrics",
     "rich": "metrics",
+    "pylsl": "lsl",
 }
 
 
