@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import zmq
 
 from tests.helpers import wait_until
 from tests.test_proxy import op
@@ -196,3 +197,42 @@ def test_numpy_counters_are_sent_as_numbers(proxy: Proxy) -> None:
         assert node.stats == {"sent": 3, "lag": 0.5, "bad": None}
     finally:
         client.close()
+
+
+def test_live_nodes_per_connection_and_in_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One connection may hold 64 live nodes; the proxy MAX_NODES (here made 70)."""
+
+    with Proxy(port=0, heartbeat=60) as proxy:  # nothing expires during the test
+        _fill(proxy, monkeypatch)
+
+
+def _fill(proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zaudio import registry
+
+    ctx = zmq.Context.instance()
+
+    def ask(sock: zmq.Socket[Any], **msg: Any) -> dict[str, Any]:
+        sock.send(json.dumps(msg).encode())
+        assert sock.poll(2000)
+        reply: dict[str, Any] = json.loads(sock.recv())
+        return reply
+
+    one, two = ctx.socket(zmq.REQ), ctx.socket(zmq.REQ)
+    try:
+        for s in (one, two):
+            s.linger = 0
+            s.connect(proxy.control)
+        ids = [
+            ask(one, **{**REC, "name": f"n{i}"})["id"] for i in range(registry.MAX_NODES_PER_PEER)
+        ]
+        full = ask(one, **REC)
+        assert full["ok"] is False and full["code"] == "full" and "64 live nodes" in full["error"]
+        assert ask(one, op="disconnect", id=ids[0])["ok"]
+        assert ask(one, **REC)["ok"]  # room again
+        monkeypatch.setattr(registry, "MAX_NODES", 70)
+        assert all(ask(two, **{**REC, "name": f"m{i}"})["ok"] for i in range(6))
+        full = ask(two, **REC)
+        assert full["ok"] is False and full["code"] == "full" and "70 live nodes" in full["error"]
+    finally:
+        one.close(0)
+        two.close(0)
