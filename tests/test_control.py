@@ -236,3 +236,45 @@ def _fill(proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         one.close(0)
         two.close(0)
+
+
+def test_peer_limiter_buckets() -> None:
+    from zaudio.limits import PeerLimiter
+
+    lim = PeerLimiter(rate=10, burst=3)
+    assert [lim.allow(b"a", 0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert lim.allow(b"a", 0.0) == pytest.approx(0.1)  # empty: next token in 1/rate s
+    assert lim.allow(b"b", 0.0) == 0.0  # another peer is not affected
+    assert lim.allow(b"a", 0.1) == 0.0  # refilled one
+    lim.charge(b"b", 5)  # a costly request: b now owes tokens
+    assert lim.allow(b"b", 0.0) > 0.3 and lim.limited == 2
+    lim.forget_idle(10.0)  # full again long ago: forgotten, and would start full anyway
+    assert len(lim) == 0 and lim.allow(b"a", 10.0) == 0.0
+
+
+def test_rate_limited_reply_and_other_connections_served() -> None:
+    """A connection pipelining past its limit gets rate_limited at once; others do not."""
+    with Proxy(port=0, request_rate=1, request_burst=20) as proxy:
+        ctx = zmq.Context.instance()
+        flood, calm = ctx.socket(zmq.DEALER), ctx.socket(zmq.REQ)
+        try:
+            for s in (flood, calm):
+                s.linger = 0
+                s.connect(proxy.control)
+            for _ in range(50):
+                flood.send_multipart([b"", b'{"op": "time"}'])
+            replies = []
+            while len(replies) < 50:
+                assert flood.poll(2000), f"{len(replies)} replies"
+                replies.append(json.loads(flood.recv_multipart()[-1]))
+            ok = [r for r in replies if r["ok"]]
+            limited = [r for r in replies if not r["ok"]]
+            assert 20 <= len(ok) < 25 and len(ok) + len(limited) == 50
+            assert all(r["code"] == "rate_limited" and r["retry_after"] > 0 for r in limited)
+            assert "at most 1 per second" in limited[0]["error"]
+            calm.send(b'{"op": "time"}')
+            assert calm.poll(2000) and json.loads(calm.recv())["ok"]
+            assert op(proxy.control, op="list")["proxy"]["refused"]["rate_limited"] == len(limited)
+        finally:
+            flood.close(0)
+            calm.close(0)
