@@ -47,6 +47,24 @@ def keys_option(f: F) -> F:
     )(f)
 
 
+def format_options(f: F) -> F:
+    """``--rate --channels --dtype --pick``: the format a receiving node asks for
+    (checked by :func:`zaudio.adapt.check_format`)."""
+    options = [
+        click.option("--rate", type=int, default=None, metavar="HZ",
+                     help="Resample every stream to HZ before the call (e.g. 16000)."),
+        click.option("--channels", type=int, default=None, metavar="N",
+                     help="Channels to receive: 1 averages them (mono)."),
+        click.option("--dtype", type=click.Choice(["float32", "int16"]), default=None,
+                     help="Sample type to receive (int16: rounded, clipped and counted)."),
+        click.option("--pick", default=None, metavar="0,2",
+                     help="Receive only these source channels (numbered from 0)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def client_keys(directory: str | None) -> Any:
     """Client-side keys from ``--keys`` (None without it)."""
     if not directory:

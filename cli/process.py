@@ -6,7 +6,13 @@ import os
 import sys
 
 import click
-from zaudio.cli.options import client_keys, keys_option, proxy_option, stop_on_signals
+from zaudio.cli.options import (
+    client_keys,
+    format_options,
+    keys_option,
+    proxy_option,
+    stop_on_signals,
+)
 
 
 @click.command()
@@ -48,6 +54,7 @@ from zaudio.cli.options import client_keys, keys_option, proxy_option, stop_on_s
     show_default=True,
     help="When the function raises: log, count and go on, or stop (exit 1).",
 )
+@format_options
 @proxy_option
 @keys_option
 def process(
@@ -61,6 +68,10 @@ def process(
     on_overrun: str,
     queue: int,
     on_error: str,
+    rate: int | None,
+    channels: int | None,
+    dtype: str | None,
+    pick: str | None,
     proxy: str,
     keys: str | None,
 ) -> None:
@@ -85,5 +96,9 @@ def process(
         on_overrun=on_overrun,  # type: ignore[arg-type]
         queue=queue,
         on_error=on_error,  # type: ignore[arg-type]
+        rate=rate,
+        channels=channels,
+        dtype=dtype,
+        pick=pick,
     )
     proc.run(stop_on_signals())

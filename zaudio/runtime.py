@@ -7,6 +7,7 @@ a module of its own::
     overrun.py      the bounded queue, and the helper that drains the socket into it
                     only while one call of the function runs slow
     tracking.py     per stream: in order, gap, restart, or a stray block (held/rejected)
+    adapt/          format adaptation (rate, channels, int16), decided once per stream
     windows.py      re-blocking into exact windows, fed by one call
     outputs.py      what the function returns: results and audio back on the bus
 
@@ -29,6 +30,7 @@ from typing import Any
 
 import zmq
 
+from zaudio.adapt import Adapter, adapted, check_format
 from zaudio.bus import recv_message
 from zaudio.client import NodeClient
 from zaudio.connection import Connection, subscriptions, topic_patterns
@@ -85,6 +87,13 @@ class Processor:
     on_error : {"log", "stop"}
         A raising ``fn``: log (rate-limited), count and go on; or stop
         (:meth:`run` raises :class:`ProcessorFailed`).
+    rate, channels, dtype, pick : optional
+        Convert every block before the call (:mod:`zaudio.adapt`): resample to
+        ``rate`` Hz, downmix to ``channels=1`` (mean) or select channels
+        (``pick="0,2"``), ``dtype="int16"`` (rounded, clipped and counted). Windows
+        are cut after the conversion. A stream listed at start that cannot be
+        converted raises ConfigError; one that appears later is counted in
+        ``unconvertible``.
 
     Examples
     --------
@@ -109,6 +118,10 @@ class Processor:
         on_overrun: Overrun = "drop-oldest",
         queue: int = 100,
         on_error: OnError = "log",
+        rate: int | None = None,
+        channels: int | None = None,
+        dtype: str | None = None,
+        pick: str | Iterable[int] | None = None,
     ) -> None:
         if on_overrun not in ("drop-oldest", "drop-newest"):
             raise ConfigError(f"invalid on_overrun {on_overrun!r}: use drop-oldest or drop-newest")
@@ -117,6 +130,9 @@ class Processor:
         if queue < 1:
             raise ConfigError(f"invalid queue size {queue}: use at least 1")
         spec = check_window(window, hop)
+        fmt = check_format(rate, channels, dtype, pick, window, hop)
+        #: the format conversion, or None (then blocks go through untouched)
+        self.adapter = Adapter(fmt) if fmt is not None else None
         if name is None:
             name = default_name(fn) if isinstance(fn, str) else getattr(fn, "__name__", None)
             if not isinstance(name, str) or not _is_name(name):
@@ -182,6 +198,8 @@ class Processor:
             "failed": failed,
             "malformed": self.malformed,
             "ignored": self.ignored,
+            "unconvertible": self.adapter.unconvertible if self.adapter else 0,
+            "clipped": self.adapter.clipped if self.adapter else 0,
             "published": outputs.published if outputs is not None else 0,
             "unsent": outputs.unsent if outputs is not None else 0,
             "result_nonfinite": outputs.results.nonfinite if outputs is not None else 0,
@@ -263,6 +281,8 @@ class Processor:
             output = self.output if self._publishes_audio else None
             self.outputs = Outputs(self.name, output, conn.outlet, client, self.failures)
             known = conn.matching_streams()
+            if self.adapter is not None:
+                self.adapter.check(known)
             if known:
                 log.info(
                     "processor %r on %s",
@@ -340,7 +360,7 @@ class Processor:
         deliver = self._deliver
         call = self._call
         check = tracker.check
-        plain = self._windows is None
+        plain = self._windows is None and self.adapter is None
         item: tuple[AudioHeader, Any] | None
         while not is_set():
             with lock:
@@ -380,7 +400,11 @@ class Processor:
     ) -> None:
         """Call the function on the block, or on every window it completes."""
         windows = self._windows
-        if windows is None:
+        adapter = self.adapter
+        if adapter is not None:
+            for data, info in adapted(adapter, windows, h, block, gap, restart):
+                self._call(data, info, outputs)
+        elif windows is None:
             info = info_of(h, gap, restart)
             self._call(block, info, outputs)
         else:

@@ -4,6 +4,10 @@
 
     for block, info in zaudio.subscribe("mic", window="25ms", hop="10ms"):
         ...
+
+    # 16-bit 16 kHz mono, whatever the microphone gives (zaudio.adapt)
+    for block, info in zaudio.subscribe("mic", rate=16000, channels=1, dtype="int16"):
+        ...
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import zmq
 
+from zaudio.adapt import Adapter, adapted, check_format
 from zaudio.bus import recv_message
 from zaudio.client import NodeClient
 from zaudio.connection import Connection, topic_patterns
@@ -38,6 +43,10 @@ def subscribe(
     timeout: float | None = None,
     name: str = "subscribe",
     stats: dict[str, Any] | None = None,
+    rate: int | None = None,
+    channels: int | None = None,
+    dtype: str | None = None,
+    pick: str | Iterable[int] | None = None,
 ) -> Iterator[tuple[Any, Info]]:
     """Yield ``(block, info)`` for every block (or window) of the matching streams.
 
@@ -64,12 +73,18 @@ def subscribe(
         The node name shown by ``zaudio ls``.
     stats : dict, optional
         Filled with the counters (``received``, ``gaps``, ``lost_frames``,
-        ``rejected``, ``malformed``; see :mod:`zaudio.tracking`) as they change.
+        ``rejected``, ``malformed``; see :mod:`zaudio.tracking`; ``unconvertible``
+        and ``clipped`` with a conversion) as they change.
+    rate, channels, dtype, pick : optional
+        Convert every block as :class:`~zaudio.Processor` does (:mod:`zaudio.adapt`):
+        ``rate`` Hz, ``channels=1`` (mean) or ``pick="0,2"``, ``dtype="int16"``.
+        Windows are cut after the conversion.
 
     Yields
     ------
     block : ndarray
-        float32, shape ``(frames, channels)``, read-only.
+        float32 (or int16 with ``dtype="int16"``), shape ``(frames, channels)``;
+        read-only unless converted or windowed.
     info : Info
         The header fields, plus ``gap`` and ``restart`` flags.
 
@@ -77,10 +92,13 @@ def subscribe(
     ------
     ConfigError
         For the same mistakes :class:`~zaudio.Processor` rejects: an invalid
-        topic pattern, window or hop, or a hop without a window.
+        topic pattern, window, hop or format, a hop without a window, or a
+        stream listed at start that cannot be converted.
     """
     spec = check_window(window, hop)
     windows = Windows(*spec) if spec is not None else None
+    fmt = check_format(rate, channels, dtype, pick, window, hop)
+    adapter = Adapter(fmt) if fmt is not None else None
     tracker = StreamTracker()
     counters = stats if stats is not None else {}
     counters.update(received=0, gaps=0, lost_frames=0, rejected=0, malformed=0)
@@ -89,12 +107,16 @@ def subscribe(
         counters.update(
             gaps=tracker.gaps, lost_frames=tracker.lost_frames, rejected=tracker.rejected
         )
+        if adapter is not None:
+            counters.update(unconvertible=adapter.unconvertible, clipped=adapter.clipped)
         return dict(counters)
 
     conn = Connection(proxy, topic_patterns(topics), keys=keys)
     client: NodeClient | None = None
     try:
         conn.open()
+        if adapter is not None:
+            adapter.check(conn.matching_streams())
         client = NodeClient(
             proxy,
             role="subscriber",
@@ -126,11 +148,11 @@ def subscribe(
                 continue
             if verdict == CONFIRMED:
                 held_h, held_block = tracker.release()
-                yield from _deliver(windows, held_h, held_block, True, False)
+                yield from _deliver(adapter, windows, held_h, held_block, True, False)
                 tracker.check(held_h.stream, held_block)
             if verdict != IN_ORDER:
                 count()
-            yield from _deliver(windows, h, block, verdict == GAP, verdict == RESTART)
+            yield from _deliver(adapter, windows, h, block, verdict == GAP, verdict == RESTART)
             tracker.check(h.stream, block)
     finally:
         tracker.close()
@@ -141,9 +163,16 @@ def subscribe(
 
 
 def _deliver(
-    windows: Windows | None, h: AudioHeader, block: Any, gap: bool, restart: bool
+    adapter: Adapter | None,
+    windows: Windows | None,
+    h: AudioHeader,
+    block: Any,
+    gap: bool,
+    restart: bool,
 ) -> Iterator[tuple[Any, Info]]:
-    if windows is None:
+    if adapter is not None:
+        yield from adapted(adapter, windows, h, block, gap, restart)
+    elif windows is None:
         yield block, info_of(h, gap, restart)
     else:
         yield from windows.feed(h, block, gap, restart)

@@ -82,6 +82,11 @@ class Info(msgspec.Struct, frozen=True, gc=False):
         or dropped by this processor's queue); a window after a gap starts afresh.
     restart : bool
         The first block of a new publisher run (a new ``src``) after an earlier one.
+    dtype : str
+        The sample type of the block: ``"float32"``, or ``"int16"`` when the
+        processor asked for it (``dtype=``, :mod:`zaudio.adapt`). With ``rate=`` or
+        ``channels=``, ``rate``, ``channels``, ``frames`` and ``index`` describe the
+        converted block (``index`` counts frames at the converted rate).
     """
 
     v: int
@@ -95,6 +100,7 @@ class Info(msgspec.Struct, frozen=True, gc=False):
     frames: int
     gap: bool = False
     restart: bool = False
+    dtype: str = "float32"
 
 
 def info_of(h: AudioHeader, gap: bool, restart: bool) -> Info:
