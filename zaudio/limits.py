@@ -45,7 +45,10 @@ class PeerLimiter:
         self.limited = 0
 
     def allow(self, peer: bytes, now: float) -> float:
-        """Take one token for ``peer``: 0.0 if allowed, else seconds until the next one."""
+        """Take one token for ``peer``: 0.0 if allowed, else seconds until the next one.
+
+        ``now`` is a monotonic clock (seconds).
+        """
         tokens, then = self._buckets.get(peer, (self.burst, now))
         tokens = min(self.burst, tokens + (now - then) * self.rate)
         if tokens < 1.0:

@@ -273,14 +273,14 @@ class Proxy:
             log.info(
                 "%s %r (id %s) missed %d heartbeats: dropped", node.role, node.name, node.id, MISSES
             )
-        self.limiter.forget_idle(now)
+        self.limiter.forget_idle(time.monotonic())
 
     # -- control channel ---------------------------------------------------
 
     def handle(self, frames: list[bytes], now: float, peer: bytes = b"") -> msgspec.Struct:
         """Serve one control request (its frames, without the envelope); return the reply."""
         self.requests += 1
-        wait = self.limiter.allow(peer, now)
+        wait = self.limiter.allow(peer, time.monotonic())  # a wall-clock step must not matter
         if wait:
             return RateLimited(
                 error=f"too many requests from this connection: at most "
