@@ -251,3 +251,35 @@ def test_readme_says_which_commands_take_proxy_and_keys() -> None:
     assert both == {n for n, o in options.items() if o == {"proxy", "keys"}}
     assert options["proxy"] == {"keys"}
     assert neither == {n for n, o in options.items() if not o}
+
+
+def test_without_any_extra_zaudio_imports_and_every_command_shows_its_help(
+    tmp_path: Path,
+) -> None:
+    # Every optional package made unimportable, as in `pip install zaudio`.
+    code = (
+        "import sys\n"
+        f"for name in {sorted(EXTRAS)!r}: sys.modules[name] = None\n"
+        "import zaudio\n"
+        "from zaudio.cli.main import COMMANDS, main\n"
+        "for name in sorted(COMMANDS):\n"
+        "    try:\n"
+        "        main([name, '--help'])\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code in (0, None), (name, exc.code)\n"
+        "    print('ok', name)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env(),
+    )
+    assert out.returncode == 0, out.stderr
+    from zaudio.cli.main import COMMANDS
+
+    assert [line for line in out.stdout.splitlines() if line.startswith("ok ")] == [
+        f"ok {name}" for name in sorted(COMMANDS)
+    ]
