@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "capture": ("zaudio.cli.capture:capture", "Record the bus (audio and results) to a file."),
     "info": ("zaudio.cli.info:info", "Show a capture's streams, gaps, results and damage."),
     "replay": ("zaudio.cli.replay:replay", "Republish a capture with its original timing."),
+    "bridge": (
+        "zaudio.cli.bridge:bridge",
+        "Bridge LSL: a bus stream as an outlet, or LSL to the bus.",
+    ),
     "export": ("zaudio.cli.export:export", "Write a capture's stream to WAV/FLAC, or all to XDF."),
 }
 
