@@ -125,3 +125,27 @@ def test_replay_bad_input(tmp_path: Path) -> None:
             errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
             assert r.returncode == 1 and len(errors) == 1 and "mic" in errors[0], r.stderr
             assert "Traceback" not in r.stderr
+
+
+def test_replay_loop_restarts_each_pass_and_stops_on_sigterm(tmp_path: Path) -> None:
+    from zaudio.capture.summary import summarize
+
+    live, again = tmp_path / "live.zcap", tmp_path / "again.zcap"
+    _session(live, ["record", "--source", "sine:440", "--stream", "mic", "--duration", "0.3"],
+             audio=60, results=30)  # fmt: skip
+    with proxy_process() as (control, _):
+        with spawn("capture", str(again), "--no-results", "--proxy", control) as cap:
+            wait_node(control, "capture", role="capture")
+            with spawn("replay", str(live), "--loop", "--speed", "3", "--topic", "mic",
+                       "--proxy", control) as rep:  # fmt: skip
+                _capture_until(control, "capture", 30 * 3, 0)  # three passes
+                assert stop(rep) == 0
+            assert stop(cap) == 0
+    mic = _read(again)["audio"]["mic"]
+    spans = [s[1:] for s in mic["spans"]]
+    one = [s[1:] for s in _read(live)["audio"]["mic"]["spans"]]
+    passes = len(mic["src"])
+    assert passes >= 3 and spans[: len(one) * 2] == one * 2  # each pass the same blocks
+    s = summarize([again]).streams["mic"]
+    assert s.restarts == passes - 1 and not s.gaps  # a new src per pass: a restart, no gap
+    assert not summarize([again]).results  # --no-results on the capture

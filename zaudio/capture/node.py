@@ -142,7 +142,7 @@ class Capture:
         client: NodeClient | None = None
         clean = False
         try:
-            if not conn.open():
+            if not conn.open(self.duration):  # a duration bounds the wait for the proxy too
                 writer.close({"event": "end", **self.stats()})
                 return self.stats()
             client = NodeClient(
