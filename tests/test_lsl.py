@@ -78,9 +78,17 @@ def test_lsl_out_pushes_exact_samples_stamped_from_t(control: str) -> None:
     assert np.max(np.abs(np.asarray(stamps) + correction - (expected + lsl_minus_unix))) < 1e-3
 
 
-def test_lsl_in_publishes_exact_samples_with_t_from_lsl(control: str) -> None:
-    name = f"zaudio-test-{os.getpid()}-in"
-    info = pylsl.StreamInfo(name, "EEG", 3, RATE, pylsl.cf_float32, f"src-{name}")
+def _int_block(i: int) -> np.ndarray[Any, Any]:
+    return np.random.default_rng(i).integers(-32768, 32768, (FRAMES, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["float32", "int16"])
+def test_lsl_in_publishes_exact_samples_with_t_from_lsl(control: str, fmt: str) -> None:
+    """float32 samples arrive bit for bit; int16 ones as the same values in float32."""
+    name = f"zaudio-test-{os.getpid()}-in-{fmt}"
+    cf = pylsl.cf_float32 if fmt == "float32" else pylsl.cf_int16
+    make = (lambda i: _block(i, 3)) if fmt == "float32" else _int_block
+    info = pylsl.StreamInfo(name, "EEG", 3, RATE, cf, f"src-{name}")
     outlet = pylsl.StreamOutlet(info)
     with Listener(control, "fromlsl") as listener:
         with spawn("bridge", "lsl-in", name, "--stream", "fromlsl", "--proxy", control,
@@ -90,7 +98,7 @@ def test_lsl_in_publishes_exact_samples_with_t_from_lsl(control: str) -> None:
             now = pylsl.local_clock()
             lsl_t = [now + i * FRAMES / RATE for i in range(20)]
             for i in range(20):
-                outlet.push_chunk(_block(i, 3), lsl_t[i] + (FRAMES - 1) / RATE)
+                outlet.push_chunk(make(i), lsl_t[i] + (FRAMES - 1) / RATE)
             got = []
             total = 0
             while total < 20 * FRAMES:
@@ -99,7 +107,7 @@ def test_lsl_in_publishes_exact_samples_with_t_from_lsl(control: str) -> None:
                 total += h.frames
     unix_minus_lsl = time.time() - pylsl.local_clock()
     assert np.array_equal(np.concatenate([b for _h, b in got]), np.concatenate(
-        [_block(i, 3) for i in range(20)]))  # fmt: skip
+        [make(i) for i in range(20)]))  # fmt: skip
     index = 0
     for h, _b in got:
         assert (h.rate, h.channels, h.index) == (RATE, 3, index)

@@ -97,6 +97,7 @@ def lsl_out(
     stop = until or threading.Event()
     pclock = _ProxyClock(proxy, keys)
     outlet: Any = None
+    shape = (0, 0)
     counters = {"blocks": 0, "frames": 0, "gaps": 0}
     stats: dict[str, Any] = {}
     try:
@@ -105,7 +106,8 @@ def lsl_out(
             for block, info in subscribe(
                 stream, proxy=proxy, keys=keys, timeout=1.0, name="lsl-out", stats=stats
             ):
-                if outlet is None or outlet.channel_count != info.channels:
+                if outlet is None or shape != (info.rate, info.channels):
+                    shape = (info.rate, info.channels)
                     lsl_info = lsl.StreamInfo(
                         name or stream,
                         "Audio",
@@ -174,9 +176,9 @@ def lsl_in(
 
     stop = until or threading.Event()
     frames = max(1, round(int(rate) * BLOCK))
-    buf = np.zeros(
-        (frames, channels), np.float32 if info.channel_format() == lsl.cf_float32 else np.float64
-    )
+    # liblsl fills a buffer of the stream's own dtype (pylsl >= 1.17 says which)
+    dtype = getattr(inlet, "np_dtype", None)
+    buf = np.zeros((frames, channels), dtype) if dtype is not None else None
     pub = Publisher(
         target, rate=int(rate), channels=channels, proxy=proxy, keys=keys, name="lsl-in"
     )
@@ -186,7 +188,7 @@ def lsl_in(
         correction = inlet.time_correction(wait)
         next_sync = time.monotonic() + RESYNC
         while not stop.is_set():
-            _, stamps = inlet.pull_chunk(timeout=0.2, max_samples=frames, dest_obj=buf)
+            data, stamps = inlet.pull_chunk(timeout=0.2, max_samples=frames, dest_obj=buf)
             if pub.client.refused is not None:
                 raise pub.client.refused
             if not stamps:
@@ -196,7 +198,8 @@ def lsl_in(
                 next_sync = time.monotonic() + RESYNC
                 correction = inlet.time_correction(1.0)
             proxy_minus_lsl = pub.now() - lsl.local_clock()
-            block = buf[: len(stamps)].astype(np.float32)  # a copy: buf is filled again
+            # a copy (astype): buf is filled again by the next pull
+            block = (buf[: len(stamps)] if buf is not None else np.asarray(data)).astype(np.float32)
             pub.send(block, stamps[0] + correction + proxy_minus_lsl)
     finally:
         pub.close()

@@ -88,13 +88,11 @@ class _Writer:
         self.host = host
         self.streams: dict[str, _Stream] = {}
 
-    def header(
-        self, key: str, name: str, kind: str, channels: int, rate: float, fmt: str
-    ) -> _Stream:
+    def header(self, key: str, name: str, kind: str, channels: int, rate: int, fmt: str) -> _Stream:
         s = self.streams[key] = _Stream(len(self.streams) + 1, name)
         xml = (
             f"{_XML}<info><name>{escape(name)}</name><type>{kind}</type>"
-            f"<channel_count>{channels}</channel_count><nominal_srate>{rate:g}</nominal_srate>"
+            f"<channel_count>{channels}</channel_count><nominal_srate>{rate}</nominal_srate>"
             f"<channel_format>{fmt}</channel_format><source_id>zaudio:{escape(key)}</source_id>"
             f"<version>1.1</version><created_at>0</created_at><uid>{uuid.uuid4()}</uid>"
             f"<session_id>default</session_id><hostname>{escape(self.host)}</hostname>"
