@@ -7,7 +7,7 @@ from zaudio.cli.options import client_keys, keys_option, proxy_option, stop_on_s
 
 
 @click.command()
-@click.argument("mode", type=click.Choice(["lsl-out", "lsl-in"]))
+@click.argument("mode", metavar="lsl-out|lsl-in")
 @click.argument("name", required=False, metavar="[NAME]")
 @click.option("--topic", default=None, metavar="S", help="lsl-out: the bus stream to send.")
 @click.option("--stream", default=None, metavar="S", help="lsl-in: the bus name [NAME].")
@@ -30,6 +30,8 @@ def bridge(
     from zaudio.errors import ConfigError
     from zaudio.lsl import lsl_in, lsl_out
 
+    if mode not in ("lsl-out", "lsl-in"):
+        raise ConfigError(f"unknown bridge {mode!r}: use lsl-out or lsl-in")
     stop = stop_on_signals()
     if mode == "lsl-out":
         if topic is None:

@@ -129,6 +129,7 @@ def test_bridge_bad_input(control: str) -> None:
 
     for args, what, code in (
         (["lsl-out"], "needs --topic", ""),
+        (["osc-out"], "unknown bridge 'osc-out'", ""),
         (["lsl-in"], "needs NAME", ""),
         (["lsl-in", "no-such-lsl-stream", "--wait", "0.5"], "no LSL stream called", ""),
         (["lsl-in", "bad name!"], "invalid stream name", ""),
