@@ -256,3 +256,23 @@ def test_disk_full_stops_cleanly_with_a_valid_file(tmp_path: Path) -> None:
         os.close(w._fd)
         w._fd = os.open("/dev/full", os.O_WRONLY)
         w.message(0.0, b"audio/x\0", b"{}", b"\0" * 8)
+
+
+def test_capture_subscriptions(tmp_path: Path) -> None:
+    from zaudio.capture.node import Capture
+
+    def topics(**kw: Any) -> list[str]:
+        cap = Capture(tmp_path / "x.zcap", proxy="tcp://127.0.0.1:9", **kw)
+        try:
+            return cap.conn.topics()
+        finally:
+            cap.conn.close(0)
+
+    assert topics() == ["audio/", "result/"]
+    assert topics(results=False) == ["audio/"]
+    assert topics(topics=["mic", "lab/"]) == ["audio/mic\0", "audio/lab/", "result/"]
+    assert topics(topics=["mic", "result/level"]) == ["audio/mic\0", "result/level\0"]
+    with pytest.raises(ConfigError, match="nothing to capture"):
+        topics(topics=["result/level"], results=False)
+    with pytest.raises(ConfigError, match="invalid --topic"):
+        topics(topics=["bad name"])

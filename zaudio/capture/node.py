@@ -31,7 +31,7 @@ from zaudio.bus import recv_message
 from zaudio.capture.writer import CaptureWriter, parse_rotate
 from zaudio.client import NodeClient
 from zaudio.connection import Connection
-from zaudio.errors import RemoteProtocolError
+from zaudio.errors import ConfigError, RemoteProtocolError
 from zaudio.protocol import AudioHeader, decode
 from zaudio.security import Keys
 from zaudio.tracking import CONFIRMED, StreamTracker
@@ -53,10 +53,10 @@ class Capture:
     out : str or Path
         The capture file (with ``rotate``: ``NAME.0000.EXT``, ``NAME.0001.EXT``, ...).
     topics : sequence of str, optional
-        Audio ``--topic`` patterns (default: every stream); a pattern starting with
-        ``result/`` subscribes to results.
+        ``--topic`` patterns (default: every stream); a pattern starting with
+        ``result/`` subscribes to those results instead of every processor's.
     results : bool
-        Also record every processor's results.
+        Record results (False: none, whatever ``topics`` says).
     proxy : str, optional
         Control endpoint; ``ZAUDIO_PROXY`` or ``tcp://127.0.0.1:5555`` by default.
     keys : Keys, optional
@@ -81,11 +81,13 @@ class Capture:
         rotate: str | None = None,
         name: str = "capture",
     ) -> None:
-        patterns = list(topics or [])
-        if not any(not p.startswith("result/") for p in patterns):
-            patterns.append("*")
-        if results and "result/" not in patterns:
-            patterns.append("result/")
+        patterns = list(topics or ["*"])
+        if not results:
+            patterns = [p for p in patterns if not p.startswith("result/")]
+            if not patterns:
+                raise ConfigError("--no-results with only result/ topics leaves nothing to capture")
+        elif not any(p.startswith("result/") for p in patterns):
+            patterns.append("result/")  # every processor's results
         self.out = Path(out)
         self.rotate = parse_rotate(rotate) if rotate is not None else (None, None)
         self.duration = duration
