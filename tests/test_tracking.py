@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from zaudio.protocol import AudioHeader
-from zaudio.tracking import CHECK_BATCH, CONFIRMED, GAP, IN_ORDER, RESTART, SKIP, StreamTracker
+from zaudio.tracking import (
+    CHECK_BATCH,
+    CONFIRMED,
+    GAP,
+    IN_ORDER,
+    RELEASED,
+    RESTART,
+    SKIP,
+    StreamTracker,
+)
 
 FRAMES = 10
 
@@ -101,3 +110,18 @@ def test_nonfinite_samples_are_counted_per_stream() -> None:
     for _ in range(CHECK_BATCH):  # a full batch is checked without asking
         tr.check("t", bad)
     assert tr.nonfinite() == {"s": 3, "t": 3 * CHECK_BATCH}
+
+
+def test_a_lossy_link_loses_nothing_more_than_it_lost() -> None:
+    """Every other block lost: each jump is confirmed by the next block being past it."""
+    tr = StreamTracker()
+    tr.follow(hdr(0), None)
+    got = []
+    for k in range(2, 12, 2):  # blocks 1, 3, 5, 7, 9 never arrive
+        verdict = tr.follow(hdr(k), k)
+        if verdict in (CONFIRMED, RELEASED):
+            got.append(tr.release()[1])
+        assert verdict == (SKIP if k == 2 else RELEASED)
+    assert got == [2, 4, 6, 8]  # 10 is held: the next block will say what it was
+    assert (tr.gaps, tr.lost_frames, tr.rejected) == (4, 4 * FRAMES, 0)
+    assert tr.follow(hdr(11), None) == CONFIRMED and tr.release()[0].seq == 10

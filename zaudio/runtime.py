@@ -41,7 +41,17 @@ from zaudio.outputs import Outputs
 from zaudio.overrun import SLOW_CALL, OverrunPolicy, OverrunQueue
 from zaudio.protocol import AudioHeader, _is_name, decode, validate_name
 from zaudio.security import Keys
-from zaudio.tracking import CONFIRMED, GAP, IN_ORDER, RESTART, SKIP, Info, StreamTracker, info_of
+from zaudio.tracking import (
+    CONFIRMED,
+    GAP,
+    IN_ORDER,
+    RELEASED,
+    RESTART,
+    SKIP,
+    Info,
+    StreamTracker,
+    info_of,
+)
 from zaudio.windows import Windows, check_window
 
 __all__ = ["Info", "Processor", "run_processor"]
@@ -391,7 +401,7 @@ class Processor:
                         continue
                 h, block = item
                 verdict = follow(h, block)
-                if verdict == CONFIRMED:
+                if verdict in (CONFIRMED, RELEASED):
                     held_h, held_block = tracker.release()
             if verdict == IN_ORDER and plain:
                 # what _deliver does for an in-order block, without its dispatch
@@ -403,6 +413,8 @@ class Processor:
             elif verdict == CONFIRMED:
                 deliver(held_h, held_block, True, False, outputs)
                 deliver(h, block, False, False, outputs)
+            elif verdict == RELEASED:
+                deliver(held_h, held_block, True, False, outputs)
             elif verdict != SKIP:
                 deliver(h, block, verdict == GAP, verdict == RESTART, outputs)
 

@@ -25,7 +25,17 @@ from zaudio.connection import Connection, topic_patterns
 from zaudio.errors import RemoteProtocolError
 from zaudio.protocol import AudioHeader, decode
 from zaudio.security import Keys
-from zaudio.tracking import CONFIRMED, GAP, IN_ORDER, RESTART, SKIP, Info, StreamTracker, info_of
+from zaudio.tracking import (
+    CONFIRMED,
+    GAP,
+    IN_ORDER,
+    RELEASED,
+    RESTART,
+    SKIP,
+    Info,
+    StreamTracker,
+    info_of,
+)
 from zaudio.windows import Windows, check_window
 
 __all__ = ["subscribe"]
@@ -146,10 +156,13 @@ def subscribe(
             if verdict == SKIP:
                 count()
                 continue
-            if verdict == CONFIRMED:
+            if verdict in (CONFIRMED, RELEASED):
                 held_h, held_block = tracker.release()
                 yield from _deliver(adapter, windows, held_h, held_block, True, False)
                 tracker.check(held_h.stream, held_block)
+                if verdict == RELEASED:  # this block is held in turn
+                    count()
+                    continue
             if verdict != IN_ORDER:
                 count()
             yield from _deliver(adapter, windows, h, block, verdict == GAP, verdict == RESTART)

@@ -13,12 +13,14 @@ block (``src``, ``seq``, ``index``) and sorts every arriving block by its header
   a reordered or forged block): counted in ``rejected`` and dropped; the position
   does not move.
 - **ahead** of the position, unexplained: held, not delivered, until the next
-  block of that ``src`` says what it was. If that block continues the held one, the
-  jump was real (frames lost upstream): the held block is released with ``gap``
-  (counted in ``gaps`` and ``lost_frames``), then the new one. If it continues the
-  old position instead, the held block was a stray (a forged block carrying a
-  live ``src``): counted in ``rejected`` and dropped, and the genuine stream goes
-  on as if it had never come. So one block can never move a stream's position by
+  block of that ``src`` says what it was. If that block is at or past the held
+  one's end, the stream went on from there: the jump was real (frames lost
+  upstream), and the held block is released with ``gap`` (counted in ``gaps`` and
+  ``lost_frames``), then the new one is sorted from the new position (delivered
+  if it follows, held in turn if it jumps again: a lossy link loses nothing more).
+  If it is behind the held one (it continues the old position, say), the held
+  block was a stray (a forged block carrying a live ``src``): counted in
+  ``rejected`` and dropped, and the genuine stream goes on as if it had never come. So one block can never move a stream's position by
   itself, at the cost of one block of delay after a genuine gap. A block still
   held when its stream restarts or the node stops is counted in ``rejected``.
 
@@ -50,6 +52,7 @@ __all__ = [
     "CONFIRMED",
     "GAP",
     "IN_ORDER",
+    "RELEASED",
     "RESTART",
     "SKIP",
     "Info",
@@ -64,6 +67,8 @@ GAP: Final = 1
 RESTART: Final = 2
 #: The held block (:meth:`StreamTracker.release`) goes first, with ``gap``; then this one.
 CONFIRMED: Final = 3
+#: Deliver the held block (:meth:`StreamTracker.release`), with ``gap``; this one is held now.
+RELEASED: Final = 4
 #: Delivered blocks checked for NaN/inf together (see the module's docstring).
 CHECK_BATCH: Final = 10
 
@@ -157,8 +162,9 @@ class StreamTracker:
         self.rejected = 0
 
     def follow(self, h: AudioHeader, block: Any) -> int:
-        """Sort one block: :data:`IN_ORDER`, :data:`GAP`, :data:`RESTART`, :data:`SKIP`
-        or :data:`CONFIRMED` (then :meth:`release` the held block first)."""
+        """Sort one block: :data:`IN_ORDER`, :data:`GAP`, :data:`RESTART`, :data:`SKIP`,
+        :data:`CONFIRMED` or :data:`RELEASED` (both: :meth:`release` the held block
+        and deliver it first)."""
         track = self._tracks.get(h.stream)
         if track is not None and h.src == track.src:
             if h.seq == track.seq and h.index == track.index:
@@ -168,8 +174,8 @@ class StreamTracker:
                 verdict = IN_ORDER
             else:
                 verdict = self._discontinuity(h, block, track)
-                if verdict == SKIP:
-                    return SKIP
+                if verdict in (SKIP, RELEASED):
+                    return verdict
             track.seq = h.seq + 1
             track.index = h.index + h.frames
         else:
@@ -186,12 +192,17 @@ class StreamTracker:
         if held is not None:
             hh = held[0]
             track.held = None
-            if h.seq == hh.seq + 1 and h.index == hh.index + hh.frames:
-                # confirmed: the jump to the held block was real
+            if h.seq > hh.seq and h.index >= hh.index + hh.frames:
+                # the stream went on past the held block: its jump was real
                 self._count_loss(hh, track)
                 self._released = held
-                return CONFIRMED
-            self.rejected += 1  # neither the old position nor the held one: drop the held
+                track.seq = hh.seq + 1
+                track.index = hh.index + hh.frames
+                if h.seq == track.seq and h.index == track.index:
+                    return CONFIRMED
+                track.held = (h, block)  # and this one jumps again
+                return RELEASED
+            self.rejected += 1  # behind the held block: the held one was a stray
         if h.seq < track.seq or h.index < track.index:
             self.rejected += 1  # behind: a duplicate, a replay, or forged
             return SKIP
@@ -211,7 +222,8 @@ class StreamTracker:
         self.lost_frames += lost if lost > 0 else 0
 
     def release(self) -> tuple[AudioHeader, Any]:
-        """The held block a :data:`CONFIRMED` verdict let go (deliver it with ``gap``)."""
+        """The held block a :data:`CONFIRMED` or :data:`RELEASED` verdict let go
+        (deliver it with ``gap``)."""
         released = self._released
         assert released is not None
         self._released = None
