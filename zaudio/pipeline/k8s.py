@@ -1,12 +1,14 @@
 """The same graph as Kubernetes manifests: ``zaudio up FILE --export k8s``.
 
 One document per object, each node running the command line ``zaudio up``
-would run (see :mod:`zaudio.pipeline.export` for the compose file):
+would run (see :mod:`zaudio.pipeline.export` for the compose file), shaped like
+deploy/k8s/base (names ``zaudio-NAME``, the same labels, security context and
+``zaudio.health`` probes):
 
-- the proxy: a Deployment binding ``0.0.0.0`` and a Service ``proxy`` with its
-  control, publish-in and subscribe-out ports; the nodes reach it as
-  ``tcp://proxy:PORT`` (with ``[proxy] endpoint``: no proxy objects, the
-  endpoint is kept);
+- the proxy: a Deployment (``Recreate``) binding ``0.0.0.0`` and a Service
+  ``zaudio-proxy`` with its control, publish-in and subscribe-out ports; the
+  nodes reach it as ``tcp://zaudio-proxy:PORT`` (with ``[proxy] endpoint``: no
+  proxy objects, the endpoint is kept);
 - a node with ``restart = "always"`` or ``"on-failure"``: a Deployment of one
   replica (Kubernetes restarts its pod whatever the exit code, with its own
   back-off); ``restart = "no"``: a Job that runs once (``backoffLimit: 0``);
@@ -31,11 +33,12 @@ __all__ = ["to_k8s"]
 LABEL = "app.kubernetes.io/name"
 PART = "app.kubernetes.io/component"
 SECRETS = {"proxy": "zaudio-proxy-keys", "node": "zaudio-node-keys"}
+PROXY = "zaudio-proxy"  # the Deployment and the Service the nodes reach
 
 
 def _dns(name: str, taken: set[str]) -> str:
     """An RFC 1123 label from a node name, unique among ``taken``."""
-    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:50] or "node"
+    label = "zaudio-" + (re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:50] or "node")
     base, n = label, 2
     while label in taken:
         label, n = f"{base}-{n}", n + 1
@@ -69,26 +72,67 @@ def _ports(node: Node) -> dict[str, int]:
     port = value("--port") or 5555
     return {
         "control": port,
-        "pub": value("--pub-port") or port + 1,
-        "sub": value("--sub-port") or port + 2,
+        "publish-in": value("--pub-port") or port + 1,
+        "subscribe-out": value("--sub-port") or port + 2,
+    }
+
+
+# As deploy/k8s/base: no service-account token, non-root (the image's user), no
+# privilege escalation, no capabilities. The root filesystem stays writable: a
+# pipeline may write into its folder (a writer's relative path).
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 29,
+    "fsGroup": 29,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def _probe(health: list[str], delay: int) -> dict[str, Any]:
+    return {
+        "exec": {"command": health},
+        "initialDelaySeconds": delay,
+        "periodSeconds": 10,
+        "timeoutSeconds": 10,
+        "failureThreshold": 3,
     }
 
 
 def _pod(
-    pipeline: Pipeline, node: Node, label: str, image: str, proxy: str, never: bool
+    pipeline: Pipeline, node: Node, name: str, image: str, proxy: str, job: bool
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
-        "name": label,
+        "name": name.removeprefix("zaudio-"),
         "image": image,
+        "imagePullPolicy": "IfNotPresent",
         "args": service_args(pipeline, node, proxy),
         "workingDir": WORKDIR,
     }
     if node.env:
         container["env"] = [{"name": k, "value": v} for k, v in node.env.items()]
+    # zaudio.health, as in the image's HEALTHCHECK: the proxy answers (asked on
+    # loopback), or this pod's node is registered (its host name is the pod's name)
     if node.kind == "proxy":
-        container["ports"] = [{"name": k, "containerPort": v} for k, v in _ports(node).items()]
-    spec: dict[str, Any] = {"containers": [container]}
-    if never:
+        ports = _ports(node)
+        container["ports"] = [{"name": k, "containerPort": v} for k, v in ports.items()]
+        asks = f"tcp://127.0.0.1:{ports['control']}"
+    else:
+        asks = proxy
+    health = ["python", "-m", "zaudio.health", "--quiet", "--proxy", asks]
+    if pipeline.keys:
+        health += ["--keys", KEYS]
+    container["securityContext"] = CONTAINER_SECURITY
+    if not job:
+        container["livenessProbe"] = _probe(health, 10)
+        container["readinessProbe"] = _probe(health, 2 if node.kind == "proxy" else 5)
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": POD_SECURITY,
+        "containers": [container],
+    }
+    if job:
         spec["restartPolicy"] = "Never"
     if pipeline.keys:
         side = "proxy" if node.kind == "proxy" else "node"
@@ -97,19 +141,23 @@ def _pod(
         spec["volumes"] = [
             {"name": "keys", "secret": {"secretName": SECRETS[side], "items": items}}
         ]
-    return {"metadata": {"labels": {LABEL: "zaudio", PART: label}}, "spec": spec}
+    return {"metadata": {"labels": _labels(name)}, "spec": spec}
+
+
+def _labels(name: str) -> dict[str, str]:
+    return {LABEL: "zaudio", PART: name.removeprefix("zaudio-")}
 
 
 def _objects(pipeline: Pipeline, image: str) -> list[dict[str, Any]]:
     port = pipeline.control.rpartition(":")[2]
-    proxy = f"tcp://proxy:{port}" if pipeline.started_proxy else pipeline.control
-    taken: set[str] = {"proxy"} if pipeline.started_proxy else set()
+    proxy = f"tcp://{PROXY}:{port}" if pipeline.started_proxy else pipeline.control
+    taken: set[str] = {PROXY} if pipeline.started_proxy else set()
     out: list[dict[str, Any]] = []
     for node in pipeline.nodes:
-        label = "proxy" if node.kind == "proxy" else _dns(node.name, taken)
-        meta = {"name": label, "labels": {LABEL: "zaudio", PART: label}}
+        name = PROXY if node.kind == "proxy" else _dns(node.name, taken)
+        meta = {"name": name, "labels": _labels(name)}
         if node.restart.policy == "no":
-            pod = _pod(pipeline, node, label, image, proxy, never=True)
+            pod = _pod(pipeline, node, name, image, proxy, job=True)
             out.append(
                 {
                     "apiVersion": "batch/v1",
@@ -119,24 +167,20 @@ def _objects(pipeline: Pipeline, image: str) -> list[dict[str, Any]]:
                 }
             )
             continue
-        pod = _pod(pipeline, node, label, image, proxy, never=False)
-        selector = {"matchLabels": {LABEL: "zaudio", PART: label}}
-        out.append(
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": meta,
-                "spec": {"replicas": 1, "selector": selector, "template": pod},
-            }
-        )
+        spec: dict[str, Any] = {"replicas": 1}
         if node.kind == "proxy":
-            ports = [{"name": k, "port": v, "targetPort": v} for k, v in _ports(node).items()]
+            spec["strategy"] = {"type": "Recreate"}  # a rollout never runs two proxies
+        spec["selector"] = {"matchLabels": _labels(name)}
+        spec["template"] = _pod(pipeline, node, name, image, proxy, job=False)
+        out.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec})
+        if node.kind == "proxy":
+            ports = [{"name": k, "port": v, "targetPort": k} for k, v in _ports(node).items()]
             out.append(
                 {
                     "apiVersion": "v1",
                     "kind": "Service",
                     "metadata": meta,
-                    "spec": {"selector": {LABEL: "zaudio", PART: "proxy"}, "ports": ports},
+                    "spec": {"selector": _labels(name), "ports": ports},
                 }
             )
     return out
