@@ -15,6 +15,11 @@ from tests.helpers import run
 FIGURES = {
     "codec_header_us",
     "codec_message_us",
+    "adapt_cpu_pct",
+    "adapt_latency_ms",
+    "adapt_snr_db",
+    "adapt_alias_db",
+    "silero_rtf",
     "startup_help_ms",
     "startup_process_help_ms",
     "startup_process_ms",

@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from zaudio.bench import micro, paired, scenarios
+from zaudio.bench import adapt, micro, paired, scenarios
 from zaudio.bench.figures import Figure, table
 from zaudio.bench.harness import Bench
 
 __all__ = ["SCENARIOS", "run"]
 
-SCENARIOS = ("codec", "startup", "latency", "capacity", "fan-in", "fan-out")
+SCENARIOS = ("codec", "adapt", "startup", "latency", "capacity", "fan-in", "fan-out")
 
 
 def _load() -> str:
@@ -55,7 +55,10 @@ def run(
     if "codec" in chosen:
         say("codec ...")
         figures += micro.codec(quick)
-    layout = [s for s in chosen if s not in ("codec",)]
+    if "adapt" in chosen:
+        say("adapt ...")
+        figures += adapt.adapt(quick)
+    layout = [s for s in chosen if s not in ("codec", "adapt")]
     if layout:
         bench = Bench()
         try:
