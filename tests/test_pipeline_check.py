@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, run
+from zaudio.importer import BUILTINS
 from zaudio.pipeline import check, load
 from zaudio.pipeline.lines import locate
 
@@ -108,7 +109,7 @@ def test_cli_check_ok_and_exit_2_with_every_line(tmp_path: Path) -> None:
         f"{bad}:2: unknown source 'sinus:440' — did you mean 'sine'? use mic, device:N, "
         "sine:FREQ, noise, speech, chirp, silence or file:PATH",
         f"{bad}:5: unknown processor 'levle' — did you mean 'level'? use a built-in "
-        "(level, logmel, print, spectrum, vad, writer) or module:attr",
+        f"({', '.join(sorted(BUILTINS))}) or module:attr",
         f"{bad}:6: unknown key 'topcs' in [processor.level] — did you mean 'topics'?",
     ]
     assert "Traceback" not in r.stderr
