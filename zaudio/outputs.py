@@ -10,7 +10,7 @@ processor's :class:`~zaudio.bus.Outlet`, from the worker thread that owns it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -49,6 +49,9 @@ class Outputs:
     no_output : int
         Arrays returned while the processor has no audio output (name taken).
     """
+
+    #: :meth:`stats` of a processor that has not published yet
+    NONE: Final = {"published": 0, "unsent": 0, "result_nonfinite": 0}
 
     def __init__(
         self,
@@ -89,6 +92,14 @@ class Outputs:
             self.results_sent += 1
         else:
             self.results_unsent += 1
+
+    def stats(self) -> dict[str, int]:
+        """``published``, ``unsent`` and ``result_nonfinite`` (NaN/inf sent as null)."""
+        return {
+            "published": self.published,
+            "unsent": self.unsent,
+            "result_nonfinite": self.results.nonfinite,
+        }
 
     @property
     def published(self) -> int:

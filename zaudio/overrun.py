@@ -82,6 +82,10 @@ class OverrunQueue:
     def __len__(self) -> int:
         return len(self.items)
 
+    def stats(self) -> dict[str, int]:
+        """``dropped`` by the policy so far, ``queued`` now."""
+        return {"dropped": self.dropped, "queued": len(self.items)}
+
     def put(self, item: Item) -> None:
         """Queue one message (lock held), dropping one by the policy when full."""
         q = self.items

@@ -30,16 +30,17 @@ from typing import Any
 
 import zmq
 
-from zaudio.adapt import Adapter, adapted, check_format
+from zaudio.adapt import adapted
 from zaudio.bus import recv_message
 from zaudio.client import NodeClient
-from zaudio.connection import Connection, subscriptions, topic_patterns
-from zaudio.errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from zaudio.connection import Connection
+from zaudio.errors import RemoteProtocolError
 from zaudio.failures import Failures, OnError
-from zaudio.importer import Loaded, default_name, load_processor
+from zaudio.importer import Loaded
+from zaudio.options import processor_options
 from zaudio.outputs import Outputs
 from zaudio.overrun import SLOW_CALL, OverrunPolicy, OverrunQueue
-from zaudio.protocol import AudioHeader, _is_name, decode, validate_name
+from zaudio.protocol import AudioHeader, decode
 from zaudio.security import Keys
 from zaudio.tracking import (
     CONFIRMED,
@@ -52,7 +53,6 @@ from zaudio.tracking import (
     StreamTracker,
     info_of,
 )
-from zaudio.windows import Windows, check_window
 
 __all__ = ["Info", "Processor", "run_processor"]
 
@@ -134,44 +134,30 @@ class Processor:
         dtype: str | None = None,
         pick: str | Iterable[int] | None = None,
     ) -> None:
-        if on_overrun not in ("drop-oldest", "drop-newest"):
-            raise ConfigError(f"invalid on_overrun {on_overrun!r}: use drop-oldest or drop-newest")
-        if on_error not in ("log", "stop"):
-            raise ConfigError(f"invalid on_error {on_error!r}: use log or stop")
-        if queue < 1:
-            raise ConfigError(f"invalid queue size {queue}: use at least 1")
-        spec = check_window(window, hop)
-        if name is None:
-            name = default_name(fn) if isinstance(fn, str) else getattr(fn, "__name__", None)
-            if not isinstance(name, str) or not _is_name(name):
-                name = "processor"  # a lambda, a callable object
-        self.name = _valid(name, "processor")
-        self.output = _valid(output or self.name, "output stream")
-        self._explicit_output = output is not None
-        self.topics = topic_patterns(topics)
-        subscriptions(self.topics)  # a bad pattern fails here, before connecting
-        self.window = window
-        self.hop = spec[1] if spec is not None else None
-        self._windows = Windows(*spec) if spec is not None else None
-        self.loaded: Loaded = load_processor(fn, params)
-        # a class may ask for its format (input_format = {"rate": 16000, "channels": 1})
-        wants = getattr(self.loaded.obj, "input_format", None)
-        wants = wants if isinstance(wants, dict) else {}
-        fmt = check_format(
-            rate if rate is not None else wants.get("rate"),
-            channels if channels is not None else wants.get("channels"),
-            dtype if dtype is not None else wants.get("dtype"),
-            pick,
-            window,
-            hop,
+        o = self.options = processor_options(
+            fn,
+            topics=topics,
+            name=name,
+            output=output,
+            window=window,
+            hop=hop,
+            params=params,
+            on_overrun=on_overrun,
+            queue=queue,
+            on_error=on_error,
+            rate=rate,
+            channels=channels,
+            dtype=dtype,
+            pick=pick,
         )
+        self.loaded: Loaded = o.loaded
+        self.name, self.output, self.topics = o.name, o.output, o.topics
+        self.window, self.hop, self._windows = o.window, o.hop, o.windows
         #: the format conversion, or None (then blocks go through untouched)
-        self.adapter = Adapter(fmt) if fmt is not None else None
+        self.adapter = o.adapter
         self.keys = keys
         self.proxy = proxy
-        self.on_overrun = on_overrun
-        self.capacity = queue
-        self.on_error = on_error
+        self.on_overrun, self.capacity, self.on_error = on_overrun, queue, on_error
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.tracker = StreamTracker()
@@ -204,26 +190,21 @@ class Processor:
         results, sent as null (:attr:`~zaudio.protocol.ResultStream.nonfinite`).
         """
         n = self.processed
-        tracker, outputs = self.tracker, self.outputs
         failed = self.failures.failed
+        adapter, outputs = self.adapter, self.outputs
         return {
             "received": self.received,
             "processed": n,
-            "dropped": self.overrun.dropped,
-            "queued": len(self.overrun),
-            "gaps": tracker.gaps,
-            "lost_frames": tracker.lost_frames,
-            "rejected": tracker.rejected,
-            "nonfinite": tracker.nonfinite(),
+            **self.overrun.stats(),  # dropped, queued
+            **self.tracker.stats(),  # gaps, lost_frames, rejected, nonfinite
             "errors": failed + self.malformed,
             "failed": failed,
             "malformed": self.malformed,
             "ignored": self.ignored,
-            "unconvertible": self.adapter.unconvertible if self.adapter else 0,
-            "clipped": self.adapter.clipped if self.adapter else 0,
-            "published": outputs.published if outputs is not None else 0,
-            "unsent": outputs.unsent if outputs is not None else 0,
-            "result_nonfinite": outputs.results.nonfinite if outputs is not None else 0,
+            "unconvertible": adapter.unconvertible if adapter else 0,
+            "clipped": adapter.clipped if adapter else 0,
+            # published, unsent, result_nonfinite
+            **(outputs.stats() if outputs is not None else Outputs.NONE),
             "lag": self._lag(),
             "proc_time": self._proc_total / n if n else None,
             "rtf": self._proc_total / self._audio_total if self._audio_total else None,
@@ -333,7 +314,7 @@ class Processor:
             if refused is not None:
                 if (
                     refused.code == "stream_taken"
-                    and not self._explicit_output
+                    and not self.options.explicit_output
                     and self._publishes_audio
                 ):
                     # Another node already owns our default output name: run
@@ -460,13 +441,6 @@ class Processor:
         self._last_done = done
         if out is not None:
             outputs.publish(out, info)
-
-
-def _valid(name: str, what: str) -> str:
-    try:
-        return validate_name(name, what)
-    except LocalProtocolError as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def run_processor(fn: Any, *, stop: threading.Event | None = None, **options: Any) -> Processor:

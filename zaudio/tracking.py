@@ -274,6 +274,15 @@ class StreamTracker:
                 if bad:
                     counts[stream] = counts.get(stream, 0) + bad
 
+    def stats(self) -> dict[str, Any]:
+        """``gaps``, ``lost_frames``, ``rejected`` and ``nonfinite`` (per stream)."""
+        return {
+            "gaps": self.gaps,
+            "lost_frames": self.lost_frames,
+            "rejected": self.rejected,
+            "nonfinite": self.nonfinite(),
+        }
+
     def nonfinite(self) -> dict[str, int]:
         """NaN or infinite samples counted so far, per stream (streams with none left out).
 
