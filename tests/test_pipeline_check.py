@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -363,12 +364,11 @@ def test_an_existing_proxy_by_endpoint(tmp_path: Path) -> None:
 
 
 def test_options_the_cli_lacks_are_not_supported_yet(tmp_path: Path) -> None:
-    # detected from the click commands: these keys are valid once the CLI has them
-    from zaudio.pipeline.schema import options
+    # detected from the click commands: a key is valid once the CLI has its option
+    from zaudio.pipeline.schema import NOT_YET, options
 
-    found = problems(
-        tmp_path,
-        """\
+    has = options("process")
+    text = """\
         [recorder.t]
         source = "noise"
 
@@ -377,14 +377,46 @@ def test_options_the_cli_lacks_are_not_supported_yet(tmp_path: Path) -> None:
         since = "2s"
         group = "g"
         replicas = 3
-        """,
-    )
-    lacking = [k for k in ("since", "group", "replicas") if k not in options("process")]
-    assert [line for line, _ in found] == [
-        6 + i for i, k in enumerate(("since", "group", "replicas")) if k in lacking
+        """
+    expected = []
+    for line, key in ((6, "since"), (7, "group"), (8, "replicas")):
+        if key == "replicas" and "group" in has:
+            expected.append((line, "'replicas' is not supported yet by zaudio up — write one"))
+        elif key not in has:
+            flag = NOT_YET["process"][key]
+            expected.append(
+                (line, f"'{key}' is not supported yet: 'zaudio process' here has no {flag} option")
+            )
+    pipeline, found = check(write(tmp_path, text))
+    assert [
+        (p.line, f"{p.what} — {p.fix}"[: len(e)]) for p, (_, e) in zip(found, expected, strict=True)
+    ] == expected
+    assert (pipeline is None) == bool(expected)
+
+
+def test_options_the_cli_has_become_keys(tmp_path: Path) -> None:
+    # whichever announced options have landed map to their flags, as any other key
+    from zaudio.pipeline.schema import NOT_YET, options
+
+    landed = {
+        "process": {"rate": 16000, "channels": 1, "dtype": "float32", "pick": "0"},
+        "proxy": {"metrics": "127.0.0.1:0"},
+    }
+    has = {cmd: options(cmd) for cmd in landed}
+    lines = [
+        "[proxy]",
+        *(f"{k} = {json.dumps(v)}" for k, v in landed["proxy"].items() if k in has["proxy"]),
     ]
-    for (_, text), key in zip(found, lacking, strict=True):
-        assert text.startswith(f"'{key}' is not supported yet: 'zaudio process' here has no --")
+    lines += ["[recorder.t]", 'source = "noise"', "[processor.p]", 'function = "level"']
+    lines += [f"{k} = {json.dumps(v)}" for k, v in landed["process"].items() if k in has["process"]]
+    pipeline = load(write(tmp_path, "\n".join(lines) + "\n"))
+    proxy, _, processor = pipeline.nodes
+    for cmd, node in (("proxy", proxy), ("process", processor)):
+        for key, value in landed[cmd].items():
+            if key in has[cmd]:
+                assert key in NOT_YET[cmd]
+                flag = has[cmd][key].flag
+                assert node.args[node.args.index(flag) + 1] == str(value)
 
 
 def test_lines_through_quoted_dotted_and_inline_forms(tmp_path: Path) -> None:
