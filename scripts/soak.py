@@ -155,10 +155,6 @@ def wait_for(what: str, timeout: float, predicate: Callable[[], Any]) -> Any:
         time.sleep(0.2)
 
 
-def mb(size: int | None) -> str:
-    return "-" if size is None else f"{size / 1024:.1f}"
-
-
 def kib(size: int | None) -> str:
     return "-" if size is None else str(size)
 
@@ -214,7 +210,7 @@ def run(duration: float, every: float, work: Path) -> int:
             drops = sum(int(s.get("dropped", 0)) for s in stats.values())
             gaps = sum(int(s.get("gaps", 0)) for s in stats.values())
             print(f"  {elapsed:6.0f} s  sent {rec.get('sent', 0):>8}  drops {drops}  gaps {gaps}  "
-                  f"RSS MB: " + " ".join(f"{n} {mb(k)}" for n, k in rss.items()),
+                  "RSS KiB: " + " ".join(f"{n} {k}" for n, k in rss.items()),
                   flush=True)  # fmt: skip
             if elapsed >= duration:
                 break
