@@ -309,3 +309,27 @@ def test_cli_bad_formats_exit_2_with_one_line(proxy: Proxy) -> None:
     line = r.stderr.strip().splitlines()[-1]
     assert "stream 'mic' (2 ch): pick 5 needs 6 channels" in line, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_later_stream_that_cannot_be_picked_is_counted_and_the_others_go_on(
+    proxy: Proxy,
+) -> None:
+    seen: list[tuple[np.ndarray, Info]] = []
+
+    def keep(b: np.ndarray, info: Info) -> None:
+        seen.append((b.copy(), info))
+
+    x = np.arange(960, dtype=np.float32).reshape(480, 2)
+    with Processor(keep, topics="lab/", proxy=proxy.control, pick="1") as proc:
+        wait_until(lambda: proc.ready, 10, "processor ready")
+        with (
+            Publisher("lab/mono", rate=48000, channels=1, proxy=proxy.control) as mono,
+            Publisher("lab/stereo", rate=48000, channels=2, proxy=proxy.control) as stereo,
+        ):
+            for _ in range(5):
+                assert mono.send(x[:, :1])
+                assert stereo.send(x)
+            wait_until(lambda: len(seen) == 5 and proc.stats()["unconvertible"] == 5, 10, "5+5")
+    assert {i.stream for _, i in seen} == {"lab/stereo"}
+    for b, info in seen:
+        assert info.channels == 1 and np.array_equal(b, x[:, 1:])
