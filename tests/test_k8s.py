@@ -321,7 +321,7 @@ def _left_behind(network: str, pods: list[str]) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(500)
 def test_manifests_run_under_podman_kube_play(tmp_path: Path) -> None:
     """The podman overlay, played: every processor pod receives the recorder's stream,
     every container's healthcheck (its livenessProbe) passes, the proxy exports the
@@ -329,7 +329,7 @@ def test_manifests_run_under_podman_kube_play(tmp_path: Path) -> None:
     container, volume or network of the run is left."""
     log = tmp_path / "k8s-check.log"
     with k8s_check(log) as proc:
-        proc.wait(300)
+        proc.wait(420)
     text = log.read_text()
     assert proc.returncode == 0, text[-3000:]
     for line in (
@@ -345,7 +345,7 @@ def test_manifests_run_under_podman_kube_play(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(500)
 def test_k8s_check_takes_everything_down_when_terminated(tmp_path: Path) -> None:
     log = tmp_path / "k8s-check.log"
     with k8s_check(log) as proc:
