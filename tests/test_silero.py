@@ -118,3 +118,5 @@ def test_silero_vad_refuses_a_rate_it_cannot_use() -> None:
     vad = SileroVAD()
     with pytest.raises(ConfigError, match="silero-vad needs 16000 Hz, not 8000"):
         vad.setup(Info(1, "mic", "s", 0, 0, 0.0, 8000, 1, 160))
+    with pytest.raises(ConfigError, match="silero-vad needs float32 samples"):
+        vad.setup(Info(1, "mic", "s", 0, 0, 0.0, 16000, 1, 160, dtype="int16"))

@@ -101,6 +101,8 @@ class SileroVAD:
     def setup(self, info: BlockInfo) -> None:
         if info.rate != RATE:
             raise ConfigError(f"silero-vad needs {RATE} Hz, not {info.rate}: leave --rate unset")
+        if getattr(info, "dtype", "float32") != "float32":
+            raise ConfigError("silero-vad needs float32 samples: leave --dtype unset")
         self._silence = round(self.min_silence * RATE)
 
     def _run(self, info: BlockInfo) -> _Run:
