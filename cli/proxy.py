@@ -51,11 +51,12 @@ def proxy(
         sub_port=sub_port,
         keys=server_keys(keys),
         heartbeat=heartbeat,
-    ).start()
-    server = None
+    )
+    # /metrics is served before the control port answers: whoever finds the proxy
+    # up can scrape it (until start() the proxy's own counters are 0, its forwarder's absent)
+    server = MetricsServer(p, *where) if where is not None else None
     try:
-        if where is not None:
-            server = MetricsServer(p, *where)
+        p.start()
         click.echo(f"zaudio proxy: control {p.control}", nl=True)
         click.echo(f"zaudio proxy: publish-in {p.pub}  subscribe-out {p.sub}")
         click.echo(
