@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shlex
 import shutil
@@ -24,16 +23,16 @@ STREAMS = ("alpha", "beta/one", "gamma")
 
 
 class Tmux:
-    """A private tmux server (its own socket) running one command in an 80-column pane."""
+    """A private tmux server (its socket in the test's tmp dir) running one command in a pane."""
 
     def __init__(self, tmp: Path, width: int = 80, height: int = 40) -> None:
-        self.socket = f"zaudio-test-{os.getpid()}-{time.monotonic_ns()}"
+        self.socket = str(tmp / "tmux.sock")  # its own server, gone with the test's tmp dir
         self.rc_file = tmp / "rc"
         self.width, self.height = width, height
 
     def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [TMUX, "-L", self.socket, "-f", "/dev/null", *args],
+            [TMUX, "-S", self.socket, "-f", "/dev/null", *args],
             capture_output=True,
             text=True,
             timeout=10,
