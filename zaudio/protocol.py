@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Final, Literal, TypeAlias
@@ -104,6 +105,8 @@ def _enc_hook(obj: Any) -> Any:
 
 
 _F32: Final = np.dtype("<f4")
+# The dtype float32 arrays carry here, if it is the wire's (little-endian) one.
+_F32N: Final = np.dtype(np.float32) if sys.byteorder == "little" else None
 _decoder: Final = msgspec.json.Decoder(Header)
 _encoder: Final = msgspec.json.Encoder(enc_hook=_enc_hook)
 
@@ -260,6 +263,16 @@ def decode(
 
 
 def _as_block(block: npt.ArrayLike, channels: int) -> Block:
+    if (
+        type(block) is np.ndarray
+        and block.dtype is _F32N
+        and block.ndim == 2
+        and block.shape[1] == channels
+        and block.flags.c_contiguous
+        and 0 < block.nbytes <= MAX_PAYLOAD
+    ):
+        # what a publisher sends nearly always: no numpy calls (~9 us less cold)
+        return block
     arr = np.asarray(block)
     if arr.dtype != np.float32 or arr.dtype.byteorder == ">":
         if arr.dtype.kind != "f":
