@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import re
+import sys
 from collections.abc import Sequence
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
