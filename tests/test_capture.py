@@ -204,6 +204,9 @@ def test_capture_counts_gaps_and_rotates(tmp_path: Path) -> None:
     assert (g.blocks, g.frames, g.channels, g.rate) == (37, 3700, 2, 1000)
     assert [n for _, n in g.gaps] == [200, 100]
     assert s.seen["gaps"] == 3 and s.seen["lost_frames"] == 300 and s.ended  # blocks, frames
+    r = run("info", *map(str, parts))  # the parts, read in order, as one capture
+    assert r.returncode == 0 and "audio/g: 1000 Hz, 2 ch, 3700 frames" in r.stdout, r.stderr
+    assert "2 gaps (300 frames)" in r.stdout and "ends cleanly" in r.stdout
     for n, part in enumerate(parts):  # each part a whole capture: start ... end
         events = [r.data for r in CaptureFile(part) if isinstance(r, Event)]
         assert events[0]["event"] == "start" and events[0]["part"] == n

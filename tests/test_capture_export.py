@@ -132,7 +132,10 @@ def test_xdf_reads_back_with_pyxdf(capture: Path, tmp_path: Path) -> None:
             if name == "a" and dejitter:
                 continue  # pyxdf's dejitter fits one line through a gap under 1 s: not t
             assert np.max(np.abs(s["time_stamps"] - stamps)) < 1e-3
-            assert int(s["footer"]["info"]["sample_count"][0]) == len(values)
+            footer = s["footer"]["info"]
+            assert int(footer["sample_count"][0]) == len(values)
+            offsets = footer["clock_offsets"][0]["offset"]
+            assert len(offsets) >= 2 and all(abs(float(o["value"][0])) < 1e-3 for o in offsets)
             assert s["info"]["channel_format"] == ["float32"]
         level = by_name["level"]  # the results: a string marker stream, one per result
         assert level["info"]["channel_format"] == ["string"] and len(results) >= 50
