@@ -54,6 +54,12 @@ from zaudio.cli.options import (
     show_default=True,
     help="When the function raises: log, count and go on, or stop (exit 1).",
 )
+@click.option(
+    "--group",
+    default=None,
+    metavar="NAME",
+    help="Share the work with every processor of group NAME: each block once (result/NAME).",
+)
 @format_options
 @proxy_option
 @keys_option
@@ -68,6 +74,7 @@ def process(
     on_overrun: str,
     queue: int,
     on_error: str,
+    group: str | None,
     rate: int | None,
     channels: int | None,
     dtype: str | None,
@@ -100,5 +107,6 @@ def process(
         channels=channels,
         dtype=dtype,
         pick=pick,
+        group=group,
     )
     proc.run(stop_on_signals())

@@ -27,11 +27,13 @@ from zaudio import clock, control
 from zaudio.control import (
     Disconnect,
     Heartbeat,
+    HeartbeatReply,
     Hello,
     HelloReply,
     OkReply,
     Register,
     RegisterReply,
+    Share,
     StreamInfo,
     Time,
     TimeReply,
@@ -130,6 +132,8 @@ class NodeClient:
         self.refused: RequestRefused | None = None
         self.registrations = 0
         self.registered = threading.Event()
+        #: a group member's last share, with the monotonic time its heartbeat was sent
+        self.share: tuple[float, Share] | None = None
         #: streams announced with update(): in every later registration too
         self._announced: list[StreamInfo] | None = None
         self._announce_pending = False
@@ -243,6 +247,8 @@ class NodeClient:
                 self._wake.clear()
             if self.id is not None:
                 with contextlib.suppress(ProxyUnreachable, RequestRefused):
+                    if self.share is not None:
+                        self._beat(req)  # a group member's final progress (zaudio.share)
                     req.call(
                         Disconnect(id=self.id),
                         OkReply,
@@ -315,6 +321,10 @@ class NodeClient:
         assert self.id is not None
         pending = self._announce_pending
         streams = self._announced if pending else None
-        req.call(Heartbeat(id=self.id, stats=self._counters(), streams=streams), OkReply)
+        sent = time.monotonic()
+        beat = Heartbeat(id=self.id, stats=self._counters(), streams=streams)
+        reply = req.call(beat, HeartbeatReply)
+        if reply.share is not None:
+            self.share = (sent, reply.share)
         if pending and streams is self._announced:
             self._announce_pending = False

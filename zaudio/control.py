@@ -41,8 +41,12 @@ __all__ = [
     "MAX_TEXT",
     "OPS",
     "Disconnect",
+    "Epoch",
     "ErrorReply",
+    "GroupInfo",
+    "GroupSpec",
     "Heartbeat",
+    "HeartbeatReply",
     "Hello",
     "HelloReply",
     "List",
@@ -54,6 +58,7 @@ __all__ = [
     "Register",
     "RegisterReply",
     "Request",
+    "Share",
     "Stats",
     "StreamInfo",
     "Time",
@@ -133,6 +138,22 @@ class StreamInfo(msgspec.Struct, frozen=True):
 _Streams = Annotated[list[StreamInfo], msgspec.Meta(max_length=MAX_ITEMS)]
 
 
+class GroupSpec(msgspec.Struct, frozen=True):
+    """What every member of a processor group must agree on (zaudio.groups).
+
+    ``function`` is the import string, ``params`` and ``window`` their JSON
+    text; the registration's ``topics`` are compared too.
+    """
+
+    name: str
+    function: _Text = ""
+    params: Annotated[str, msgspec.Meta(max_length=4 * MAX_TEXT)] = ""
+    window: _Text = ""
+
+    def __post_init__(self) -> None:
+        _name(self.name)
+
+
 class _Request(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="op"):
     pass
 
@@ -156,6 +177,7 @@ class Register(_Request, frozen=True, tag="register"):
     topics: _Topics = []
     outputs: _Names = []
     stats: Stats | None = None
+    group: GroupSpec | None = None
 
     def __post_init__(self) -> None:
         for out in self.outputs:
@@ -217,6 +239,50 @@ class OkReply(msgspec.Struct, frozen=True):
     """``{"ok": true}``: heartbeat and disconnect."""
 
     ok: bool = True
+
+
+class Epoch(msgspec.Struct, frozen=True):
+    """One membership of a group: blocks stamped from ``start`` on are shared by ``members``.
+
+    ``left`` names the members of the epoch before that are gone, each with
+    the last ``seq`` per stream it reported processing (docs/protocol.md,
+    "Processor groups").
+    """
+
+    number: int
+    start: float
+    members: Annotated[list[_Text], msgspec.Meta(max_length=MAX_ITEMS)]
+    left: dict[_Text, dict[_Text, int]] = {}
+
+
+class Share(msgspec.Struct, frozen=True):
+    """A group member's assignment, in each heartbeat reply: the latest epochs it needs.
+
+    ``since`` is the first epoch of this member's current, unbroken membership:
+    blocks of earlier epochs are never its own.
+    """
+
+    group: str
+    member: str
+    since: int
+    epochs: Annotated[list[Epoch], msgspec.Meta(max_length=16)]
+
+
+class HeartbeatReply(OkReply, frozen=True, kw_only=True):
+    """``{"ok": true}``, with ``share`` for a member of a processor group."""
+
+    share: Share | None = None
+
+
+class GroupInfo(msgspec.Struct, frozen=True):
+    """One processor group in a ``list`` reply: its epoch (from ``start``), live members in share order."""
+
+    name: str
+    epoch: int
+    start: float
+    members: list[str]
+    spec: GroupSpec
+    topics: list[str]
 
 
 class ErrorReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -318,6 +384,7 @@ class ListReply(msgspec.Struct, frozen=True, kw_only=True):
     streams: list[ListedStream]
     time: float
     proxy: ProxyInfo | None = None
+    groups: list[GroupInfo] = []
 
 
 _encoder: Final = msgspec.json.Encoder()

@@ -45,6 +45,7 @@ from zaudio.control import (
 from zaudio.cutoffs import PublisherWatch
 from zaudio.errors import RequestError, ZaudioError
 from zaudio.forwarder import Forwarder
+from zaudio.groups import Groups
 from zaudio.limits import BURST, LIST_ENTRIES_PER_TOKEN, RATE, PeerLimiter
 from zaudio.protocol import MAX_HEADER, MAX_PAYLOAD, READY
 from zaudio.registry import MISSES, Registry
@@ -123,6 +124,7 @@ class Proxy:
         self.hwm = hwm
         self.max_message = max_message
         self.registry = Registry(heartbeat)
+        self.groups = Groups(heartbeat)
         self.limiter = PeerLimiter(request_rate, request_burst)
         self.requests = 0
         self.bad_requests = 0
@@ -273,6 +275,7 @@ class Proxy:
             log.info(
                 "%s %r (id %s) missed %d heartbeats: dropped", node.role, node.name, node.id, MISSES
             )
+        self.groups.expire(now, self.registry.nodes)
         self.limiter.forget_idle(time.monotonic())
 
     # -- control channel ---------------------------------------------------
@@ -301,9 +304,11 @@ class Proxy:
                 self.limiter.charge(peer, entries / LIST_ENTRIES_PER_TOKEN)
                 return reply
             if isinstance(req, Register):
-                return self.registry.register(req, now, peer)
+                self.groups.check(req)
+                return self.groups.registered(req, self.registry.register(req, now, peer), now)
             if isinstance(req, Heartbeat):
-                return self.registry.heartbeat_op(req, now)
+                return self.groups.beat(req, self.registry.heartbeat_op(req, now), now)
+            self.groups.leave(req.id, now)
             return self.registry.disconnect(req, now)
         except RequestError as exc:
             self.bad_requests += 1
@@ -343,7 +348,9 @@ class Proxy:
             publishers=watch.counters() if watch is not None else {},
             forwarded=counters.as_dict() if counters is not None else None,
         )
-        return msgspec.structs.replace(self.registry.listing(now), proxy=info)
+        listed = self.registry.listing(now)
+        self.groups.expire(now, self.registry.nodes)
+        return msgspec.structs.replace(listed, proxy=info, groups=self.groups.infos())
 
 
 def _split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:

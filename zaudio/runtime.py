@@ -42,6 +42,7 @@ from zaudio.outputs import Outputs
 from zaudio.overrun import SLOW_CALL, OverrunPolicy, OverrunQueue
 from zaudio.protocol import AudioHeader, decode
 from zaudio.security import Keys
+from zaudio.share import Membership, group_spec
 from zaudio.tracking import (
     CONFIRMED,
     GAP,
@@ -105,6 +106,10 @@ class Processor:
         converted raises ConfigError; one that appears later is counted in
         ``unconvertible``. A class's ``input_format`` dict (``{"rate": 16000,
         "channels": 1}``) gives the defaults of ``rate``, ``channels`` and ``dtype``.
+    group : str, optional
+        Share the work with every processor of this group (zaudio.groups): each
+        block, or window, is processed by one live member; results go to
+        ``result/<group>``; ``name`` defaults to the group.
 
     Examples
     --------
@@ -133,11 +138,13 @@ class Processor:
         channels: int | None = None,
         dtype: str | None = None,
         pick: str | Iterable[int] | None = None,
+        group: str | None = None,
     ) -> None:
+        spec = group_spec(group, fn, params, window, hop) if group is not None else None
         o = self.options = processor_options(
             fn,
             topics=topics,
-            name=name,
+            name=name if name is not None else group,
             output=output,
             window=window,
             hop=hop,
@@ -157,6 +164,9 @@ class Processor:
         self.adapter = o.adapter
         self.keys = keys
         self.proxy = proxy
+        self.group, self._group_spec = group, spec
+        #: this processor's part of its group, once registered (None: not in a group)
+        self.membership: Membership | None = None
         self.on_overrun, self.capacity, self.on_error = on_overrun, queue, on_error
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -208,6 +218,7 @@ class Processor:
             "lag": self._lag(),
             "proc_time": self._proc_total / n if n else None,
             "rtf": self._proc_total / self._audio_total if self._audio_total else None,
+            **(self.membership.stats() if self.membership is not None else {}),
         }
 
     def _lag(self) -> float | None:
@@ -219,7 +230,8 @@ class Processor:
 
     def _registration(self) -> dict[str, Any]:
         topics = self.conn.topics() if self.conn else []
-        return {"topics": topics, "outputs": [self.output] if self._publishes_audio else []}
+        fields = {"topics": topics, "outputs": [self.output] if self._publishes_audio else []}
+        return {**fields, "group": self._group_spec} if self._group_spec else fields
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -278,10 +290,14 @@ class Processor:
                 stats=self.stats,
                 keys=self.keys,
             ).start()
+            if self.group is not None:
+                hop = self.hop if self._windows is not None else None
+                self.membership = Membership(client, self.group, hop)
             if not self._await_registration(client):
                 return
             output = self.output if self._publishes_audio else None
-            self.outputs = Outputs(self.name, output, conn.outlet, client, self.failures)
+            results = self.group or self.name
+            self.outputs = Outputs(results, output, conn.outlet, client, self.failures)
             known = conn.matching_streams()
             if self.adapter is not None:
                 self.adapter.check(known)
@@ -417,7 +433,10 @@ class Processor:
         self.tracker.check(h.stream, block)  # after the call: nothing waits on it
 
     def _call(self, block: Any, info: Info, outputs: Outputs) -> None:
-        """One call of the function; its result goes to ``outputs``."""
+        """One call of the function (on a block of ours); its result goes to ``outputs``."""
+        membership = self.membership
+        if membership is not None and not membership.mine(info):
+            return
         loaded = self.loaded
         if not self._set_up:
             self._set_up = True

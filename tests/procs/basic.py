@@ -65,3 +65,10 @@ class Lifecycle:
     def close(self) -> None:
         with open(self.path, "a") as f:
             f.write(f"close calls={self.calls}\n")
+
+
+def member(block: Any, info: Any, tag: str = "") -> dict[str, Any]:
+    """A group member's result: which block (or window) it processed, and who it is."""
+    import os
+
+    return {"stream": info.stream, "seq": info.seq, "index": info.index, "pid": os.getpid()}

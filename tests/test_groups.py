@@ -1,0 +1,236 @@
+"""Processor groups with real processes: every block processed by exactly one live member."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.helpers import Listener, listing, run, spawn, wait_until
+from zaudio.protocol import ResultHeader, decode
+from zaudio.proxy import Proxy
+from zaudio.publisher import Publisher
+
+RATE = 16000
+FRAMES = 320  # 20 ms blocks
+BLOCK = FRAMES / RATE
+FN = "tests.procs.basic:member"
+HEARTBEAT = 1.0
+
+
+@pytest.fixture
+def bus() -> Iterator[str]:
+    """A proxy with a 1 s heartbeat (members beat every 0.5 s)."""
+    with Proxy(port=0, heartbeat=HEARTBEAT) as p:
+        yield p.control
+
+
+@contextlib.contextmanager
+def member(control: str, *extra: str) -> Iterator[subprocess.Popen[str]]:
+    with spawn(
+        "process", FN, "--group", "g", "--topic", "mic", "--proxy", control, *extra,
+        stdout=subprocess.DEVNULL,
+    ) as proc:  # fmt: skip
+        yield proc
+
+
+def group(control: str) -> dict[str, Any] | None:
+    for g in listing(control)["groups"]:
+        if g["name"] == "g":
+            return g  # type: ignore[no-any-return]
+    return None
+
+
+def members_stats(control: str) -> list[dict[str, Any]]:
+    return [n["stats"] for n in listing(control)["nodes"] if n["name"] == "g"]
+
+
+def settled(control: str, n: int, timeout: float = 30) -> dict[str, Any]:
+    """Wait until the group has ``n`` members, every one holding that epoch, and it began."""
+
+    def ready() -> dict[str, Any] | None:
+        g = group(control)
+        if g is None or len(g["members"]) != n:
+            return None
+        stats = members_stats(control)
+        if sum(s.get("group", {}).get("epoch") == g["epoch"] for s in stats) != n:
+            return None
+        return g if listing(control)["time"] >= g["start"] else None
+
+    return wait_until(ready, timeout, f"{n} members to share group g")  # type: ignore[no-any-return]
+
+
+class Results:
+    """Every result on result/g, drained while the stream is published."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.seen: list[tuple[int, int]] = []  # (seq, pid)
+
+    def drain(self, timeout: float = 0.0) -> bool:
+        frames = self.listener.inlet.recv(timeout)
+        if frames is None:
+            return False
+        h, _payload = decode(frames)
+        assert isinstance(h, ResultHeader)
+        self.seen.append((h.data["seq"], h.data["pid"]))
+        return True
+
+    def settle(self, quiet: float = 1.0, timeout: float = 15) -> None:
+        """Drain until nothing came for ``quiet`` seconds (bounded by ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.drain(quiet):
+                return
+        raise AssertionError("results kept coming")
+
+
+def publish(pub: Publisher, results: Results, seconds: float, at: dict[float, Any]) -> int:
+    """Publish ``seconds`` of blocks in real time (a live source); call ``at[s]`` at s seconds."""
+    n = int(seconds / BLOCK)
+    start = time.monotonic()
+    pending = sorted(at.items())
+    block = np.zeros((FRAMES, 1), np.float32)
+    for i in range(n):
+        while pending and i * BLOCK >= pending[0][0]:
+            pending.pop(0)[1]()
+        pub.send(block)
+        # pace as a microphone would, draining results meanwhile
+        while (left := start + (i + 1) * BLOCK - time.monotonic()) > 0:
+            results.drain(left)
+    return n
+
+
+def check_once(seen: list[tuple[int, int]], n: int) -> set[int]:
+    """No block twice; returns the blocks no member processed."""
+    seqs = [s for s, _pid in seen]
+    dupes = sorted({s for s in seqs if seqs.count(s) > 1})
+    assert not dupes, f"processed twice: {dupes[:20]}"
+    assert set(seqs) <= set(range(n))
+    return set(range(n)) - set(seqs)
+
+
+def lost(control: str) -> int:
+    return sum(int(s.get("lost_in_handover", 0)) for s in members_stats(control))
+
+
+def test_exactly_once_over_three_members(bus: str) -> None:
+    with member(bus), member(bus), member(bus):
+        settled(bus, 3)
+        with (
+            Listener(bus, "result/g") as listener,
+            Publisher("mic", rate=RATE, channels=1, proxy=bus) as pub,
+        ):
+            results = Results(listener)
+            n = publish(pub, results, 4.0, {})
+            results.settle()
+        assert check_once(results.seen, n) == set()
+        assert len({pid for _s, pid in results.seen}) == 3
+        assert lost(bus) == 0
+
+
+def test_join_and_leave_during_a_stream_lose_only_what_is_counted(bus: str) -> None:
+    with member(bus) as a, member(bus):
+        settled(bus, 2)
+        with (
+            Listener(bus, "result/g") as listener,
+            Publisher("mic", rate=RATE, channels=1, proxy=bus) as pub,
+            contextlib.ExitStack() as later,
+        ):
+            results = Results(listener)
+            n = publish(
+                pub,
+                results,
+                7.0,
+                {1.0: lambda: later.enter_context(member(bus)), 4.5: a.terminate},
+            )
+            results.settle()
+            missing = check_once(results.seen, n)
+            assert a.wait(10) == 0
+            assert len({pid for _s, pid in results.seen}) == 3  # the one who joined took part
+            # what the leaver did not do is counted by its heir, exactly
+            wait_until(lambda: lost(bus) >= len(missing), 10, "the handover to be counted")
+            assert lost(bus) == len(missing)
+
+
+def test_sigkill_share_taken_over_within_two_heartbeats_and_counted(bus: str) -> None:
+    with member(bus), member(bus), member(bus) as victim:
+        settled(bus, 3)
+        killed: list[float] = []
+
+        def kill() -> None:
+            victim.send_signal(signal.SIGKILL)
+            killed.append(time.time())
+
+        with (
+            Listener(bus, "result/g") as listener,
+            Publisher("mic", rate=RATE, channels=1, proxy=bus) as pub,
+        ):
+            results = Results(listener)
+            t0 = time.time()
+            n = publish(pub, results, 6.0, {1.5: kill})
+            results.settle()
+        missing = check_once(results.seen, n)
+        assert missing, "a killed member lost nothing: was it killed?"
+        # every block lost was stamped within 2 heartbeat intervals of the kill
+        last = t0 + max(missing) * BLOCK
+        assert last - killed[0] < 2 * HEARTBEAT, (last - killed[0], sorted(missing))
+        wait_until(lambda: lost(bus) >= len(missing), 10, "the handover to be counted")
+        # an upper bound by at most one beat of its share (what it did after its last beat)
+        assert lost(bus) - len(missing) <= 0.5 * HEARTBEAT / BLOCK / 3 + 1
+        g = group(bus)
+        assert g is not None and len(g["members"]) == 2
+
+
+def test_sigstopped_member_is_dead_after_the_timeout_and_its_late_output_dropped(
+    bus: str,
+) -> None:
+    with member(bus), member(bus), member(bus) as sleeper:
+        settled(bus, 3)
+
+        def two() -> None:
+            sleeper.send_signal(signal.SIGSTOP)
+            wait_until(lambda: len((group(bus) or {"members": []})["members"]) == 2, 10, "drop")
+
+        with (
+            Listener(bus, "result/g") as listener,
+            Publisher("mic", rate=RATE, channels=1, proxy=bus) as pub,
+        ):
+            results = Results(listener)
+            n = publish(
+                pub, results, 8.0, {1.0: two, 3.5: lambda: sleeper.send_signal(signal.SIGCONT)}
+            )
+            results.settle()
+        missing = check_once(results.seen, n)  # its late output never came
+        wait_until(lambda: lost(bus) >= len(missing), 10, "the handover to be counted")
+        assert lost(bus) >= len(missing)
+        # it came back as a member and dropped the blocks it woke up to
+        settled(bus, 3)
+        late = [s.get("late", 0) for s in members_stats(bus)]
+        assert max(late) > 0, late
+
+
+def test_members_that_disagree_are_refused_naming_the_difference(bus: str) -> None:
+    with member(bus):
+        settled(bus, 1)
+        for extra, what in (
+            (("-p", "tag=x"), "params"),
+            (("--window", "40ms"), "window"),
+            (("--topic", "other"), "topics"),
+        ):
+            r = run("process", FN, "--group", "g", "--topic", "mic", "--proxy", bus, *extra)
+            assert r.returncode == 1, r.stderr
+            assert f"group 'g' runs {what}" in r.stderr, r.stderr
+            assert "Traceback" not in r.stderr, r.stderr
+            assert r.stderr.splitlines()[-1].startswith(f"Error: group 'g' runs {what}")
+        other = "tests.procs.basic:samples"
+        r = run("process", other, "--group", "g", "--topic", "mic", "--proxy", bus)
+        assert "group 'g' runs function 'tests.procs.basic:member'" in r.stderr, r.stderr
+        g = group(bus)
+        assert g is not None and len(g["members"]) == 1
