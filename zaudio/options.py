@@ -18,8 +18,8 @@ from zaudio.connection import subscriptions, topic_patterns
 from zaudio.errors import ConfigError, LocalProtocolError
 from zaudio.failures import OnError
 from zaudio.importer import Loaded, default_name, load_processor
+from zaudio.names import _is_name, validate_name
 from zaudio.overrun import OverrunPolicy
-from zaudio.protocol import _is_name, validate_name
 from zaudio.windows import Windows, check_window
 
 __all__ = ["ProcessorOptions", "processor_options"]

@@ -7,13 +7,12 @@ Frames in, validated frozen headers and read-only arrays out, and back
 
 Decoding never raises anything but :class:`~zaudio.errors.RemoteProtocolError`;
 encoding raises :class:`~zaudio.errors.LocalProtocolError` for what cannot be sent.
+Names and topic frames are :mod:`zaudio.names` (re-exported here).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any, Final, Literal, TypeAlias
@@ -23,6 +22,18 @@ import numpy as np
 import numpy.typing as npt
 
 from zaudio.errors import LocalProtocolError, RemoteProtocolError
+from zaudio.names import (
+    AUDIO,
+    MAX_NAME,
+    READY,
+    RESULT,
+    _parse_topic,
+    audio_topic,
+    new_src,
+    result_topic,
+    subscription,
+    validate_name,
+)
 
 __all__ = [
     "MAX_HEADER",
@@ -39,25 +50,15 @@ __all__ = [
     "decode",
     "new_src",
     "result_topic",
+    "subscription",
     "validate_name",
 ]
 
 VERSION: Final = 1
-MAX_NAME: Final = 128
 MAX_HEADER: Final = 64 * 1024
 #: Our own cap on one payload (not in PROTOCOL.md): 64 MiB, about 5.8 minutes of
 #: mono 48 kHz audio. The proxy enforces a cap on the XSUB side as well.
 MAX_PAYLOAD: Final = 64 * 1024 * 1024
-
-#: Subscription the proxy's XSUB holds from the start. XSUB replays its stored
-#: subscriptions to every new publisher in byte order, so this one (0xff first)
-#: arrives last: a publisher that sees it knows every subscriber the proxy had
-#: is in effect, and can send block 0 without ZeroMQ's slow-joiner loss. Defined
-#: here (and re-exported by zaudio.proxy) so that nodes need not import the proxy.
-READY: Final = b"\xff\xffzaudio/ready"
-AUDIO: Final = b"audio/"
-RESULT: Final = b"result/"
-_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.-]+)*\Z")
 
 Block: TypeAlias = npt.NDArray[np.float32]
 
@@ -109,95 +110,6 @@ _F32: Final = np.dtype("<f4")
 _F32N: Final = np.dtype(np.float32) if sys.byteorder == "little" else None
 _decoder: Final = msgspec.json.Decoder(Header)
 _encoder: Final = msgspec.json.Encoder(enc_hook=_enc_hook)
-
-# Topic frame -> (kind, name) for topics already validated; bounded.
-_topics: dict[bytes, tuple[bytes, str]] = {}
-_TOPIC_CACHE_MAX: Final = 4096
-
-
-def new_src() -> str:
-    """A fresh random publisher-run id (12 hex digits)."""
-    # os.urandom is what secrets uses; importing secrets (hashlib, OpenSSL)
-    # costs every node ~4 ms of start-up.
-    return os.urandom(6).hex()
-
-
-def validate_name(name: object, what: str = "stream") -> str:
-    """Return ``name`` if it is a valid stream or processor name, else raise.
-
-    Raises
-    ------
-    LocalProtocolError
-        If the name breaks PROTOCOL.md's rule (``[A-Za-z0-9][A-Za-z0-9_.-]*``,
-        ``/``-separated parts, at most 128 bytes).
-    """
-    if not isinstance(name, str) or not _is_name(name):
-        raise LocalProtocolError(
-            f"invalid {what} name {name!r}: use letters, digits, '_', '.', '-' and '/' "
-            f"between parts, starting with a letter or digit, at most {MAX_NAME} bytes",
-            "name",
-        )
-    return name
-
-
-def _is_name(name: str) -> bool:
-    return len(name) <= MAX_NAME and name.isascii() and _NAME_RE.match(name) is not None
-
-
-def audio_topic(stream: str) -> bytes:
-    """The exact topic frame of an audio stream: ``b"audio/<stream>\\x00"``."""
-    return AUDIO + validate_name(stream).encode() + b"\0"
-
-
-def result_topic(processor: str) -> bytes:
-    """The exact topic frame of a processor's results: ``b"result/<name>\\x00"``."""
-    return RESULT + validate_name(processor, "processor").encode() + b"\0"
-
-
-def subscription(pattern: str) -> bytes:
-    """The ZeroMQ subscription prefix for a ``--topic`` pattern.
-
-    ``mic`` subscribes exactly to stream ``mic`` (NUL-terminated); ``lab-a/`` or
-    ``lab-a/*`` to every stream under ``lab-a/``; ``*`` to every audio stream. A
-    pattern starting with ``audio/`` or ``result/`` is taken as a full topic.
-    """
-    kind = AUDIO
-    for prefix in (AUDIO, RESULT):
-        if pattern.encode().startswith(prefix):
-            kind, pattern = prefix, pattern[len(prefix) :]
-            break
-    if pattern in ("", "*"):
-        return kind
-    if pattern.endswith("/*"):
-        pattern = pattern[:-1]
-    if pattern.endswith("/"):
-        validate_name(pattern[:-1])
-        return kind + pattern.encode()
-    return kind + validate_name(pattern).encode() + b"\0"
-
-
-def _parse_topic(topic: bytes) -> tuple[bytes, str]:
-    cached = _topics.get(topic)
-    if cached is not None:
-        return cached
-    if not topic.endswith(b"\0"):
-        raise RemoteProtocolError("topic frame does not end with NUL", "topic")
-    if topic.startswith(AUDIO):
-        kind = AUDIO
-    elif topic.startswith(RESULT):
-        kind = RESULT
-    else:
-        raise RemoteProtocolError("topic is neither audio/ nor result/", "topic")
-    try:
-        name = topic[len(kind) : -1].decode("ascii")
-    except UnicodeDecodeError:
-        raise RemoteProtocolError("topic name is not ASCII", "name") from None
-    if not _is_name(name):
-        raise RemoteProtocolError(f"invalid name in topic {name!r}", "name")
-    if len(_topics) >= _TOPIC_CACHE_MAX:
-        _topics.clear()
-    _topics[topic] = (kind, name)
-    return kind, name
 
 
 def decode(
