@@ -317,6 +317,15 @@ def _left_behind(network: str, pods: list[str]) -> list[str]:
     left += [
         f"network {n}" for n in podman("network", "ls", "--format", "{{.Name}}") if n == network
     ]
+    for proc in Path("/proc").iterdir():  # conmon of each container, exec sessions
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if any(f" {p}-" in cmd for p in pods) or network in cmd:
+                    left.append(f"process {proc.name}: {cmd[:120]}")
+    state = Path(_podman_env().get("STATE", "/tmp/zaudio-podman"))
+    if (state / "k8s-check.lock").exists():
+        left.append(f"lock {state / 'k8s-check.lock'}")
     return left
 
 
