@@ -35,6 +35,7 @@ PUBLIC = [
     "decode",
     "keygen",
     "request",
+    "results",
     "run_processor",
     "subscribe",
 ]

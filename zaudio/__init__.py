@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         RequestRefused,
         ZaudioError,
     )
+    from zaudio.ordered import results
     from zaudio.protocol import AudioHeader, ResultHeader, decode
     from zaudio.proxy import Proxy
     from zaudio.publisher import Publisher
@@ -68,6 +69,7 @@ __all__ = [
     "decode",
     "keygen",
     "request",
+    "results",
     "run_processor",
     "subscribe",
 ]
@@ -83,6 +85,7 @@ _LAZY = {
     "Processor": "zaudio.runtime",
     "run_processor": "zaudio.runtime",
     "subscribe": "zaudio.subscribe",
+    "results": "zaudio.ordered",
     "NodeClient": "zaudio.client",
     "request": "zaudio.client",
     "Keys": "zaudio.security",
