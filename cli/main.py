@@ -40,7 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Bridge LSL: a bus stream as an outlet, or LSL to the bus.",
     ),
     "export": ("zaudio.cli.export:export", "Write a capture's stream to WAV/FLAC, or all to XDF."),
-    "results": ("zaudio.cli.results:results", "Print a processor's or group's results (--ordered)."),
+    "results": (
+        "zaudio.cli.results:results",
+        "Print a processor's or group's results (--ordered).",
+    ),
 }
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,7 +131,7 @@ def results(
     keys: Keys | None = None,
     timeout: float | None = None,
     stats: dict[str, Any] | None = None,
-) -> Iterator[ResultHeader]:
+) -> Generator[ResultHeader, None, None]:
     """Yield the results of ``processor`` (a processor's name, or a group's).
 
     Parameters
