@@ -234,3 +234,16 @@ def test_members_that_disagree_are_refused_naming_the_difference(bus: str) -> No
         assert "group 'g' runs function 'tests.procs.basic:member'" in r.stderr, r.stderr
         g = group(bus)
         assert g is not None and len(g["members"]) == 1
+
+
+def test_ls_shows_the_group_its_members_and_their_shares(bus: str) -> None:
+    with member(bus) as a, member(bus) as b:
+        settled(bus, 2)
+        r = run("ls", "--proxy", bus)
+        assert r.returncode == 0, r.stderr
+        table = r.stdout.split("GROUP", 1)[1].splitlines()
+        assert table[0].split() == ["EPOCH", "MEMBER", "PID", "SHARE", "PROCESSED", "LOST", "LATE"]
+        rows = sorted(line.split() for line in table[1:3])
+        assert [row[5] for row in rows] == ["1/2", "2/2"]
+        assert {row[4] for row in rows} == {str(a.pid), str(b.pid)}
+        assert all(row[0] == "g" and row[-1] == "0" and row[-2] == "0" for row in rows)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["node_summary", "topic_label"]
+__all__ = ["group_rows", "node_summary", "topic_label"]
 
 
 def topic_label(topic: str) -> str:
@@ -29,3 +29,35 @@ def node_summary(node: Mapping[str, Any]) -> str:
     if topics:
         return ",".join(topics) + (" -> " + ",".join(published) if published else "")
     return ",".join(published) or "-"
+
+
+def group_rows(listing: Mapping[str, Any]) -> list[list[str]]:
+    """One row per member of each processor group (zaudio.groups), header first; [] if none.
+
+    SHARE is the member's slot in the current epoch (``2/3``: every third block,
+    the second); LOST is ``lost_in_handover`` (counted by the heir of a member that
+    went), LATE the blocks it dropped because its lease or membership lapsed.
+    """
+    groups = listing.get("groups") or []
+    if not groups:
+        return []
+    nodes = {n.get("id"): n for n in listing.get("nodes") or []}
+    rows = [["GROUP", "EPOCH", "MEMBER", "PID", "SHARE", "PROCESSED", "LOST", "LATE"]]
+    for g in groups:
+        members = list(g.get("members") or [])
+        for slot, member in enumerate(members):
+            node = nodes.get(member, {})
+            stats = node.get("stats") or {}
+            rows.append(
+                [
+                    str(g.get("name")),
+                    str(g.get("epoch")),
+                    f"{node.get('name', '?')} ({member})",
+                    str(node.get("pid", "?")),
+                    f"{slot + 1}/{len(members)}",
+                    str(stats.get("processed", "-")),
+                    str(stats.get("lost_in_handover", "-")),
+                    str(stats.get("late", "-")),
+                ]
+            )
+    return rows
