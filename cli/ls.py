@@ -81,6 +81,30 @@ def _publishers(proxy: dict[str, Any]) -> str:
     )
 
 
+def _history(proxy: dict[str, Any]) -> list[str]:
+    """What ``--history`` keeps, and what the byte bound evicted early (zaudio.history)."""
+    h = proxy.get("history")
+    if not isinstance(h, dict):
+        return []
+    from zaudio.units import format_bytes
+
+    line = (
+        f"history {h.get('seconds', 0):g} s: {h.get('messages', 0)} messages kept, "
+        f"{format_bytes(h.get('bytes', 0))} of {format_bytes(h.get('max_bytes', 0))}, "
+        f"oldest {h.get('oldest', 0):.1f} s; evicted {h.get('evicted', 0)} "
+        f"({format_bytes(h.get('evicted_bytes', 0))}) by the byte bound; missed {h.get('missed', 0)}"
+    )
+    out = [line]
+    streams = h.get("streams")
+    for name, st in sorted(streams.items()) if isinstance(streams, dict) else []:
+        if isinstance(st, dict):
+            out.append(
+                f"  {name}: {st.get('messages', 0)} kept ({format_bytes(st.get('bytes', 0))}), "
+                f"{st.get('evicted', 0)} evicted, {st.get('missed', 0)} missed"
+            )
+    return out
+
+
 def render(listing: dict[str, Any], now: float | None = None) -> str:
     """The human-readable view of a ``list`` reply."""
     now = time.time() if now is None else now
@@ -97,6 +121,7 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
             f"{proxy.get('bad_requests', 0)} refused{_limited(proxy)}"
             f"{_forwarded(proxy.get('forwarded'))}{_publishers(proxy)})"
         )
+        out.extend(_history(proxy))
         out.append("")
     if not nodes:
         out.append("no nodes registered")

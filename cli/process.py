@@ -60,6 +60,12 @@ from zaudio.cli.options import (
     metavar="NAME",
     help="Share the work with every processor of group NAME: each block once (result/NAME).",
 )
+@click.option(
+    "--since",
+    default=None,
+    metavar="D",
+    help="Start D (2s) before live: the proxy's --history first, then live, with no gap.",
+)
 @format_options
 @proxy_option
 @keys_option
@@ -75,6 +81,7 @@ def process(
     queue: int,
     on_error: str,
     group: str | None,
+    since: str | None,
     rate: int | None,
     channels: int | None,
     dtype: str | None,
@@ -108,5 +115,6 @@ def process(
         dtype=dtype,
         pick=pick,
         group=group,
+        since=since,
     )
     proc.run(stop_on_signals())

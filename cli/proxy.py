@@ -20,6 +20,19 @@ from zaudio.cli.options import check_port, keys_option, server_keys, stop_on_sig
     metavar="HOST:PORT",
     help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs zaudio[metrics]).",
 )
+@click.option(
+    "--history",
+    default=None,
+    metavar="D",
+    help="Keep the last D (30s, 2m) of every audio stream for late joiners (--since); off by default.",
+)
+@click.option(
+    "--history-bytes",
+    default="256MiB",
+    show_default=True,
+    metavar="N",
+    help="The bound of everything --history keeps (500MB, 1GiB); the oldest goes first, counted.",
+)
 @keys_option
 def proxy(
     host: str,
@@ -29,14 +42,20 @@ def proxy(
     heartbeat: float,
     keys: str | None,
     metrics: str | None,
+    history: str | None,
+    history_bytes: str,
 ) -> None:
     """Run the forwarder (XSUB -> XPUB) and the control channel (REP)."""
     from zaudio.proxy import Proxy
+    from zaudio.units import format_bytes, parse_bytes, parse_duration
 
     for value, what in ((port, "--port"), (pub_port, "--pub-port"), (sub_port, "--sub-port")):
         check_port(value, what)
     if heartbeat <= 0:
         raise click.BadParameter("must be more than 0", param_hint="--heartbeat")
+    # one line and exit 2 for a bad value (cli/main.py)
+    keep = parse_duration(history, "--history") if history is not None else None
+    keep_bytes = parse_bytes(history_bytes, "--history-bytes")
     where = None
     if metrics is not None:
         from zaudio.metrics import MetricsServer, metrics_address
@@ -51,6 +70,8 @@ def proxy(
         sub_port=sub_port,
         keys=server_keys(keys),
         heartbeat=heartbeat,
+        history=keep,
+        history_bytes=keep_bytes,
     )
     # /metrics is served before the control port answers: whoever finds the proxy
     # up can scrape it (until start() the proxy's own counters are 0, its forwarder's absent)
@@ -64,6 +85,8 @@ def proxy(
         )
         if server is not None:
             click.echo(f"zaudio proxy: metrics {server.url}")
+        if keep is not None:
+            click.echo(f"zaudio proxy: history {keep:g} s, at most {format_bytes(keep_bytes)}")
         stop.wait()
     finally:
         if server is not None:

@@ -18,6 +18,7 @@ stats                  an object of at most 64 keys (each at most 64
                        strings of at most 256 characters, or one level of
                        such objects; at most 128 entries and 4 KiB of JSON
                        in all
+since (history)        more than 0, at most 86400 seconds
 a request              1 MiB (the proxy's ``MAXMSGSIZE`` on the socket)
 =====================  ======================================================
 """
@@ -49,6 +50,8 @@ __all__ = [
     "HeartbeatReply",
     "Hello",
     "HelloReply",
+    "History",
+    "HistoryReply",
     "List",
     "ListReply",
     "NodeInfo",
@@ -228,8 +231,28 @@ class Time(_Request, frozen=True, tag="time"):
     """Ask for the proxy's clock (reply: :class:`TimeReply`)."""
 
 
-Request: TypeAlias = Hello | Register | Heartbeat | Disconnect | List | Time
-_REQUESTS: Final[tuple[type[Request], ...]] = (Hello, Register, Heartbeat, Disconnect, List, Time)
+class History(_Request, frozen=True, tag="history"):
+    """Ask for the kept messages of some topics (zaudio extension; reply: :class:`HistoryReply`).
+
+    ``topics`` are subscription prefixes (``"audio/mic\\u0000"``, ``"audio/"``),
+    ``since`` how many seconds back. A proxy without ``--history`` answers
+    ``code: "history_off"``.
+    """
+
+    topics: Annotated[list[_Text], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
+    since: Annotated[float, msgspec.Meta(gt=0, le=86400)]
+
+
+Request: TypeAlias = Hello | Register | Heartbeat | Disconnect | List | Time | History
+_REQUESTS: Final[tuple[type[Request], ...]] = (
+    Hello,
+    Register,
+    Heartbeat,
+    Disconnect,
+    List,
+    Time,
+    History,
+)
 _TYPES: Final[dict[str, type[Request]]] = {str(t.__struct_config__.tag): t for t in _REQUESTS}
 #: every op, sorted
 OPS: Final = tuple(sorted(_TYPES))
@@ -327,6 +350,19 @@ class TimeReply(msgspec.Struct, frozen=True, kw_only=True):
     time: float
 
 
+class HistoryReply(msgspec.Struct, frozen=True, kw_only=True):
+    """How many kept messages follow this frame (three frames each: topic, header, payload).
+
+    ``oldest`` is the age in seconds of the first one (0 when none), ``seconds``
+    how long the proxy keeps messages (``--history``).
+    """
+
+    ok: bool = True
+    messages: Annotated[int, msgspec.Meta(ge=0)]
+    oldest: float
+    seconds: float
+
+
 class NodeInfo(msgspec.Struct, frozen=True):
     """One node in a ``list`` reply."""
 
@@ -360,7 +396,8 @@ class ProxyInfo(msgspec.Struct, frozen=True):
     (requests over a connection's limit), ``publishers`` (publish-in
     connections the proxy cut off for a frame over the size cap, or refused at
     the handshake). ``publishers`` counts publish-in connections (zaudio.cutoffs).
-    ``forwarded`` holds the forwarder's own counters (zaudio.forwarder).
+    ``forwarded`` holds the forwarder's own counters (zaudio.forwarder);
+    ``history`` what the history keeps and evicted (zaudio.history), None when off.
     """
 
     version: str
@@ -374,6 +411,7 @@ class ProxyInfo(msgspec.Struct, frozen=True):
     refused: dict[str, int] = {}
     publishers: dict[str, int] = {}
     forwarded: dict[str, Any] | None = None
+    history: dict[str, Any] | None = None
 
 
 class ListReply(msgspec.Struct, frozen=True, kw_only=True):

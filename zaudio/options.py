@@ -3,7 +3,7 @@
 :func:`processor_options` turns what :class:`~zaudio.Processor` (and so
 ``zaudio process``) was given into :class:`ProcessorOptions`, or raises
 :class:`~zaudio.errors.ConfigError` with one line naming the mistake: a policy,
-queue size, window or hop, name, topic pattern or format that cannot be used.
+queue size, window or hop, name, topic pattern, format or ``since`` that cannot be used.
 The user's code is loaded here too (:func:`~zaudio.importer.load_processor`).
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zaudio.adapt import Adapter, check_format
+from zaudio.backfill import check_since
 from zaudio.connection import subscriptions, topic_patterns
 from zaudio.errors import ConfigError, LocalProtocolError
 from zaudio.failures import OnError
@@ -43,6 +44,8 @@ class ProcessorOptions:
     on_overrun: OverrunPolicy
     queue: int
     on_error: OnError
+    #: seconds of history asked for first (:mod:`zaudio.backfill`), or None
+    since: float | None = None
 
 
 def processor_options(
@@ -61,6 +64,7 @@ def processor_options(
     channels: int | None,
     dtype: str | None,
     pick: str | Iterable[int] | None,
+    since: str | float | None = None,
 ) -> ProcessorOptions:
     """Check a processor's options and load its code (see :class:`~zaudio.Processor`)."""
     if on_overrun not in ("drop-oldest", "drop-newest"):
@@ -102,6 +106,7 @@ def processor_options(
         on_overrun=on_overrun,
         queue=queue,
         on_error=on_error,
+        since=check_since(since),
     )
 
 

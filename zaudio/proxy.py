@@ -4,13 +4,16 @@
 
     publishers --PUB--> XSUB :P+1 ==zmq_proxy_steerable (C, own thread)==> XPUB :P+2 --> SUB
     nodes ------REQ---> ROUTER :P --> control (decode) --> Registry (register, heartbeat, ...)
+                                                    +--> History (op "history", with --history)
 
 The data path never waits on the control channel: they run in separate threads
 and share nothing but the context. The forwarder's own counters (messages and
 bytes each way, see :mod:`zaudio.forwarder`) are in the ``list`` reply. The
 control socket is a ROUTER that answers each REQ peer exactly as a REP socket
 would; it knows which connection sent a request, so each peer has its own
-request limit (zaudio.limits).
+request limit (zaudio.limits). With ``history`` set, the XPUB also binds an
+inproc endpoint the store of :mod:`zaudio.history` subscribes to; its
+``history`` reply is the JSON frame, then the kept messages' frames.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from zaudio.control import (
     Heartbeat,
     Hello,
     HelloReply,
+    History,
+    HistoryReply,
     List,
     ListReply,
     ProxyInfo,
@@ -46,6 +51,8 @@ from zaudio.cutoffs import PublisherWatch
 from zaudio.errors import RequestError, ZaudioError
 from zaudio.forwarder import Forwarder
 from zaudio.groups import Groups
+from zaudio.history import DEFAULT_BYTES
+from zaudio.history import History as Store
 from zaudio.limits import BURST, LIST_ENTRIES_PER_TOKEN, RATE, PeerLimiter
 from zaudio.protocol import MAX_HEADER, MAX_PAYLOAD, READY
 from zaudio.registry import MISSES, Registry
@@ -95,6 +102,11 @@ class Proxy:
     request_rate, request_burst : float
         Control requests each connection may send per second, and at once
         (see zaudio.limits); beyond them the reply is ``code: "rate_limited"``.
+    history : float, optional
+        Keep the last this many seconds of every audio stream for late joiners
+        (op ``history``, :mod:`zaudio.history`); off by default.
+    history_bytes : int
+        The bound of everything kept, in bytes (256 MiB by default).
 
     Examples
     --------
@@ -115,6 +127,8 @@ class Proxy:
         max_message: int = MAX_PAYLOAD + MAX_HEADER,
         request_rate: float = RATE,
         request_burst: float = BURST,
+        history: float | None = None,
+        history_bytes: int = DEFAULT_BYTES,
     ) -> None:
         self.host = host
         self.port = port
@@ -135,6 +149,10 @@ class Proxy:
         self._threads: list[threading.Thread] = []
         self.forwarder: Forwarder | None = None
         self.watch: PublisherWatch | None = None
+        self.history_seconds = history
+        self.history_bytes = history_bytes
+        self.history: Store | None = None
+        self._attached: list[Any] = []  # frames after the JSON reply (op "history")
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -159,6 +177,11 @@ class Proxy:
             xpub = self._socket(made, zmq.XPUB, self.sub_port, "subscribe-out")
             ctl = self._socket(made, zmq.ROUTER, self.port, "control", MAX_REQUEST)
             self.forwarder = Forwarder(ctx, xsub, xpub)
+            self.sub = _endpoint(xpub)  # before the inproc bind: LAST_ENDPOINT moves
+            if self.history_seconds is not None:
+                inproc = Store.endpoint()
+                xpub.bind(inproc)
+                self.history = Store(ctx, inproc, self.history_seconds, self.history_bytes)
         except BaseException:
             if self.watch is not None:
                 self.watch.close()
@@ -168,7 +191,6 @@ class Proxy:
             raise
         self.control = _endpoint(ctl)
         self.pub = _endpoint(xsub)
-        self.sub = _endpoint(xpub)
         xsub.send(b"\x01" + READY)
         self.started = time.time()
         self._threads = [
@@ -176,6 +198,8 @@ class Proxy:
             threading.Thread(target=self._serve, args=(ctl,), name="zaudio-control", daemon=True),
         ]
         self._threads[1].start()
+        if self.history is not None:
+            self._threads.append(self.history.start())
         assert self.watch is not None
         self._threads.append(self.watch.start(int(self.pub.rsplit(":", 1)[1])))
         if not _is_loopback(self.host) and self.keys is None:
@@ -234,6 +258,8 @@ class Proxy:
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
+        if self.history is not None:
+            self.history.close()  # the control thread's end: term() waits for it
         ctx, self._ctx = self._ctx, None
         if ctx is not None:
             # term() wakes both threads with ETERM; each closes its own sockets.
@@ -260,7 +286,8 @@ class Proxy:
                         self.bad_requests += 1  # no REQ envelope: REP would drop it too
                     else:
                         reply = self.handle(body, time.time(), peer=envelope[0])
-                        ctl.send_multipart([*envelope, encode(reply)])
+                        attached, self._attached = self._attached, []
+                        ctl.send_multipart([*envelope, encode(reply), *attached], copy=False)
                 now = time.time()
                 if now >= next_sweep:
                     next_sweep = now + _SWEEP
@@ -303,6 +330,8 @@ class Proxy:
                 entries = len(reply.nodes) + len(reply.streams)
                 self.limiter.charge(peer, entries / LIST_ENTRIES_PER_TOKEN)
                 return reply
+            if isinstance(req, History):
+                return self._history(req, peer)
             if isinstance(req, Register):
                 self.groups.check(req)
                 return self.groups.registered(req, self.registry.register(req, now, peer), now)
@@ -328,6 +357,21 @@ class Proxy:
             heartbeat=self.registry.heartbeat,
         )
 
+    def _history(self, req: History, peer: bytes) -> HistoryReply | ErrorReply:
+        """The kept messages of ``req.topics`` (frames in :attr:`_attached`), or "history is off"."""
+        if self.history is None:
+            return ErrorReply(
+                error="this proxy keeps no history: start it with --history D "
+                "(e.g. --history 30s) to serve late joiners",
+                code="history_off",
+            )
+        kept, oldest = self.history.snapshot([t.encode() for t in req.topics], req.since)
+        self.limiter.charge(peer, len(kept) / LIST_ENTRIES_PER_TOKEN)
+        self._attached = [f for k in kept for f in k[1:4]]
+        return HistoryReply(
+            messages=len(kept), oldest=round(oldest, 6), seconds=self.history.seconds
+        )
+
     def _list(self, now: float) -> ListReply:
         counters = self.forwarder.counters(0.5) if self.forwarder is not None else None
         watch = self.watch
@@ -347,6 +391,7 @@ class Proxy:
             },
             publishers=watch.counters() if watch is not None else {},
             forwarded=counters.as_dict() if counters is not None else None,
+            history=self.history.stats() if self.history is not None else None,
         )
         listed = self.registry.listing(now)
         self.groups.expire(now, self.registry.nodes)

@@ -58,6 +58,10 @@ class Requester:
 
     def _exchange(self, frame: bytes, timeout: float | None) -> bytes:
         """Send one request frame and return the reply frame (or reset and raise)."""
+        return bytes(self._exchange_all(frame, timeout)[0])
+
+    def _exchange_all(self, frame: bytes, timeout: float | None) -> list[Any]:
+        """Send one request frame and return every reply frame (or reset and raise)."""
         if self._sock is None:
             self._sock = self._open()
         sock = self._sock
@@ -69,7 +73,7 @@ class Requester:
                 f"no reply from the proxy at {self.endpoint} within {timeout:g} s "
                 "(is 'zaudio proxy' running there? pass --proxy or set ZAUDIO_PROXY)"
             )
-        return bytes(sock.recv())
+        return list(sock.recv_multipart(copy=False))
 
     def call(self, req: control.Request, kind: type[R], timeout: float | None = None) -> R:
         """Send a typed request (:mod:`zaudio.control`) and return its typed reply.
@@ -82,7 +86,17 @@ class Requester:
             The proxy replied ``ok: false`` (``code`` set), or sent a reply that
             does not fit ``kind`` (``code`` ``"bad_reply"``).
         """
-        raw = self._exchange(control.encode(req), timeout)
+        return self.call_frames(req, kind, timeout)[0]
+
+    def call_frames(
+        self, req: control.Request, kind: type[R], timeout: float | None = None
+    ) -> tuple[R, list[Any]]:
+        """:meth:`call`, for a reply that has more frames after its JSON (op ``history``).
+
+        Returns the typed reply and the frames after it (``zmq.Frame``, zero-copy).
+        """
+        frames = self._exchange_all(control.encode(req), timeout)
+        raw = bytes(frames[0])
         try:
             reply = control.decode_reply(raw, kind)
         except RemoteProtocolError as exc:
@@ -90,7 +104,7 @@ class Requester:
             raise RequestRefused(str(exc), "bad_reply") from None
         if isinstance(reply, ErrorReply):
             raise RequestRefused(reply.error, reply.code)
-        return reply
+        return reply, frames[1:]
 
     def request(
         self, msg: Mapping[str, Any] | control.Request, timeout: float | None = None

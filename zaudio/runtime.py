@@ -4,6 +4,7 @@ One processor, one process (or thread of yours). Each stage of its data path is
 a module of its own::
 
     connection.py   hello -> connect -> subscribe -> confirm (Inlet SUB + Outlet XPUB)
+    backfill.py     with since=: the proxy's history first, then live (the overlap dropped)
     overrun.py      the bounded queue, and the helper that drains the socket into it
                     only while one call of the function runs slow
     tracking.py     per stream: in order, gap, restart, or a stray block (held/rejected)
@@ -31,6 +32,7 @@ from typing import Any
 import zmq
 
 from zaudio.adapt import adapted
+from zaudio.backfill import Backfill, as_history
 from zaudio.bus import recv_message
 from zaudio.client import NodeClient
 from zaudio.connection import Connection
@@ -110,6 +112,12 @@ class Processor:
         Share the work with every processor of this group (zaudio.groups): each
         block, or window, is processed by one live member; results go to
         ``result/<group>``; ``name`` defaults to the group.
+    since : str or float, optional
+        Start this long before live (``"2s"``): the proxy's history first (it must
+        run with ``--history``; :mod:`zaudio.backfill`), every block in order with
+        ``info.history = True``, then live, with no gap and no duplicate at the seam.
+        A proxy that keeps none: the processor starts live and says so (one log
+        line, ``history: "off"`` in its counters).
 
     Examples
     --------
@@ -139,6 +147,7 @@ class Processor:
         dtype: str | None = None,
         pick: str | Iterable[int] | None = None,
         group: str | None = None,
+        since: str | float | None = None,
     ) -> None:
         spec = group_spec(group, fn, params, window, hop) if group is not None else None
         o = self.options = processor_options(
@@ -156,6 +165,7 @@ class Processor:
             channels=channels,
             dtype=dtype,
             pick=pick,
+            since=since,
         )
         self.loaded: Loaded = o.loaded
         self.name, self.output, self.topics = o.name, o.output, o.topics
@@ -168,6 +178,8 @@ class Processor:
         #: this processor's part of its group, once registered (None: not in a group)
         self.membership: Membership | None = None
         self.on_overrun, self.capacity, self.on_error = on_overrun, queue, on_error
+        #: the history asked for first (``since=``), or None
+        self.backfill = Backfill(o.since) if o.since is not None else None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.tracker = StreamTracker()
@@ -219,6 +231,8 @@ class Processor:
             "proc_time": self._proc_total / n if n else None,
             "rtf": self._proc_total / self._audio_total if self._audio_total else None,
             **(self.membership.stats() if self.membership is not None else {}),
+            # history, history_blocks, history_overlapped (with since=)
+            **(self.backfill.stats() if self.backfill is not None else {}),
         }
 
     def _lag(self) -> float | None:
@@ -309,7 +323,11 @@ class Processor:
                 )
             else:
                 log.info("processor %r waiting for streams matching %s", self.name, self.topics)
+            if self.backfill is not None:  # the live subscription is confirmed: the seam holds
+                self.backfill.fetch(conn.control, conn.prefixes, self.keys, self.name)
             self.overrun.start(conn.sock, self._accept, self._stop)
+            if self.backfill is not None:
+                self._replay(self.backfill, self.outputs)
             self._loop(conn.sock, self.outputs)
         finally:
             self._stop.set()
@@ -361,8 +379,18 @@ class Processor:
         if type(h) is not AudioHeader:
             self.ignored += 1
             return None
+        backfill = self.backfill
+        if backfill is not None and backfill.overlaps(h):
+            return None  # the history delivered it already (counted there)
         self.received += 1
         return h, block
+
+    def _replay(self, backfill: Backfill, outputs: Outputs) -> None:
+        """Deliver the history blocks (tracked like live ones, ``info.history`` set)."""
+        for h, block, gap, restart in backfill.replay(self.tracker, self.overrun.lock):
+            if self._stop.is_set():
+                return
+            self._deliver(h, block, gap, restart, outputs, True)
 
     def _loop(self, sock: zmq.Socket[Any], outputs: Outputs) -> None:
         """Receive, decode, track and deliver until stopped: the one path of every block."""
@@ -416,20 +444,26 @@ class Processor:
                 deliver(h, block, verdict == GAP, verdict == RESTART, outputs)
 
     def _deliver(
-        self, h: AudioHeader, block: Any, gap: bool, restart: bool, outputs: Outputs
+        self,
+        h: AudioHeader,
+        block: Any,
+        gap: bool,
+        restart: bool,
+        outputs: Outputs,
+        history: bool = False,
     ) -> None:
         """Call the function on the block, or on every window it completes."""
         windows = self._windows
         adapter = self.adapter
         if adapter is not None:
             for data, info in adapted(adapter, windows, h, block, gap, restart):
-                self._call(data, info, outputs)
+                self._call(data, as_history(info) if history else info, outputs)
         elif windows is None:
             info = info_of(h, gap, restart)
-            self._call(block, info, outputs)
+            self._call(block, as_history(info) if history else info, outputs)
         else:
             for data, info in windows.feed(h, block, gap, restart):
-                self._call(data, info, outputs)
+                self._call(data, as_history(info) if history else info, outputs)
         self.tracker.check(h.stream, block)  # after the call: nothing waits on it
 
     def _call(self, block: Any, info: Info, outputs: Outputs) -> None:

@@ -8,6 +8,10 @@
     # 16-bit 16 kHz mono, whatever the microphone gives (zaudio.adapt)
     for block, info in zaudio.subscribe("mic", rate=16000, channels=1, dtype="int16"):
         ...
+
+    # the last 2 s first (the proxy runs with --history), then live (zaudio.backfill)
+    for block, info in zaudio.subscribe("mic", since="2s"):
+        ...
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import zmq
 
 from zaudio.adapt import Adapter, adapted, check_format
+from zaudio.backfill import Backfill, as_history, check_since
 from zaudio.bus import recv_message
 from zaudio.client import NodeClient
 from zaudio.connection import Connection, topic_patterns
@@ -57,6 +62,7 @@ def subscribe(
     channels: int | None = None,
     dtype: str | None = None,
     pick: str | Iterable[int] | None = None,
+    since: str | float | None = None,
 ) -> Iterator[tuple[Any, Info]]:
     """Yield ``(block, info)`` for every block (or window) of the matching streams.
 
@@ -89,6 +95,9 @@ def subscribe(
         Convert every block as :class:`~zaudio.Processor` does (:mod:`zaudio.adapt`):
         ``rate`` Hz, ``channels=1`` (mean) or ``pick="0,2"``, ``dtype="int16"``.
         Windows are cut after the conversion.
+    since : str or float, optional
+        Start this long before live (``"2s"``): the proxy's history first, with
+        ``info.history = True``, then live, contiguous (see :class:`~zaudio.Processor`).
 
     Yields
     ------
@@ -109,6 +118,8 @@ def subscribe(
     windows = Windows(*spec) if spec is not None else None
     fmt = check_format(rate, channels, dtype, pick, window, hop)
     adapter = Adapter(fmt) if fmt is not None else None
+    seconds = check_since(since)
+    backfill = Backfill(seconds) if seconds is not None else None
     tracker = StreamTracker()
     counters = stats if stats is not None else {}
     counters.update(received=0, gaps=0, lost_frames=0, rejected=0, malformed=0)
@@ -119,12 +130,16 @@ def subscribe(
         )
         if adapter is not None:
             counters.update(unconvertible=adapter.unconvertible, clipped=adapter.clipped)
+        if backfill is not None:
+            counters.update(backfill.stats())
         return dict(counters)
 
     conn = Connection(proxy, topic_patterns(topics), keys=keys)
     client: NodeClient | None = None
     try:
         conn.open()
+        if backfill is not None:  # the live subscription is confirmed: the seam holds
+            backfill.fetch(conn.control, conn.prefixes, keys, name)
         if adapter is not None:
             adapter.check(conn.matching_streams())
         client = NodeClient(
@@ -138,6 +153,11 @@ def subscribe(
         sock = conn.sock
         if timeout is not None:
             sock.rcvtimeo = int(timeout * 1000)
+        if backfill is not None:
+            for kept, data, gap, restart in backfill.replay(tracker):
+                yield from _deliver(adapter, windows, kept, data, gap, restart, True)
+                tracker.check(kept.stream, data)
+            count()
         while True:
             try:
                 frames = recv_message(sock)
@@ -151,6 +171,8 @@ def subscribe(
                 continue
             if type(h) is not AudioHeader:
                 continue
+            if backfill is not None and backfill.overlaps(h):
+                continue  # the history delivered it already (counted there)
             counters["received"] += 1
             verdict = tracker.follow(h, block)
             if verdict == SKIP:
@@ -182,10 +204,16 @@ def _deliver(
     block: Any,
     gap: bool,
     restart: bool,
+    history: bool = False,
 ) -> Iterator[tuple[Any, Info]]:
     if adapter is not None:
-        yield from adapted(adapter, windows, h, block, gap, restart)
+        out: Iterable[tuple[Any, Info]] = adapted(adapter, windows, h, block, gap, restart)
     elif windows is None:
-        yield block, info_of(h, gap, restart)
+        out = ((block, info_of(h, gap, restart)),)
     else:
-        yield from windows.feed(h, block, gap, restart)
+        out = windows.feed(h, block, gap, restart)
+    if history:
+        for data, info in out:
+            yield data, as_history(info)
+    else:
+        yield from out

@@ -92,6 +92,9 @@ class Info(msgspec.Struct, frozen=True, gc=False):
         processor asked for it (``dtype=``, :mod:`zaudio.adapt`). With ``rate=`` or
         ``channels=``, ``rate``, ``channels``, ``frames`` and ``index`` describe the
         converted block (``index`` counts frames at the converted rate).
+    history : bool
+        The block came from the proxy's history (``since=``, :mod:`zaudio.backfill`),
+        not live; a window is marked so when a history block completed it.
     """
 
     v: int
@@ -106,6 +109,7 @@ class Info(msgspec.Struct, frozen=True, gc=False):
     gap: bool = False
     restart: bool = False
     dtype: str = "float32"
+    history: bool = False
 
 
 def info_of(h: AudioHeader, gap: bool, restart: bool) -> Info:

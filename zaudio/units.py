@@ -1,5 +1,5 @@
 """Parsing durations (``250ms``, ``1.5s``, ``2m``, ``3``) and block sizes (``10ms``, ``480``);
-printing byte counts (``2.3 MB``)."""
+byte counts (``256MiB``, ``1e6``) and printing them (``2.3 MB``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import re
 
 from zaudio.errors import ConfigError
 
-__all__ = ["format_bytes", "parse_block", "parse_duration"]
+__all__ = ["format_bytes", "parse_block", "parse_bytes", "parse_duration"]
 
 _DURATION_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|min|h)?\s*\Z")
+_BYTES_RE = re.compile(r"\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*([kKMGT]i?B?|B)?\s*\Z")
+_BYTE_POWER = {"B": 0, "k": 1, "K": 1, "M": 2, "G": 3, "T": 4}
 _SCALE = {None: 1.0, "s": 1.0, "ms": 1e-3, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
@@ -25,6 +27,21 @@ def parse_duration(text: str | float, what: str = "duration") -> float:
     if seconds <= 0:
         raise ConfigError(f"invalid {what} {text!r}: must be more than 0")
     return seconds
+
+
+def parse_bytes(text: str | int, what: str = "size") -> int:
+    """Bytes in ``text``: ``1000000``, ``1e6``, ``500kB``, ``256MiB``, ``2G`` (SI, or ``i`` binary)."""
+    if isinstance(text, int):
+        n = float(text)
+    else:
+        m = _BYTES_RE.match(text)
+        if not m:
+            raise ConfigError(f"invalid {what} {text!r}: use e.g. 1000000, 500kB, 256MiB or 2G")
+        unit = m[2] or "B"
+        n = float(m[1]) * (1024.0 if "i" in unit else 1000.0) ** _BYTE_POWER[unit[0]]
+    if n < 1:
+        raise ConfigError(f"invalid {what} {text!r}: must be at least 1 byte")
+    return int(n)
 
 
 def parse_block(text: str | int, rate: int, what: str = "block size") -> int:
