@@ -25,7 +25,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.helpers import ROOT, env, proxy_process, run, spawn, stop, wait_node, wait_until
+from tests.helpers import ROOT, env, proxy_process, run, spawn, stop, wait_until
 from tests.test_docker import _podman_env
 from tests.test_metrics import parse, scrape_text
 from zaudio.client import request
@@ -220,6 +220,9 @@ def test_autoscale_overlay_scales_a_processor_on_the_adapters_metric(tmp_path: P
     (hpa,) = by_kind(objs, "HorizontalPodAutoscaler").values()
     target = hpa["spec"]["scaleTargetRef"]
     assert target["kind"] == "Deployment" and target["name"] in by_kind(objs, "Deployment")
+    # its replicas are one processor group: they share the blocks, so more lower the lag
+    group = {"name": "ZAUDIO_PROCESS_GROUP", "value": target["name"].removeprefix("zaudio-")}
+    assert group in container(by_kind(objs, "Deployment")[target["name"]])["env"]
     (metric,) = hpa["spec"]["metrics"]
     assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == LAG
     proxy = by_kind(objs, "Deployment")["zaudio-proxy"]
@@ -241,9 +244,10 @@ def _adapter_rules(tmp: Path) -> list[Obj]:
 
 
 def test_adapter_rule_matches_what_a_real_proxy_exports(tmp_path: Path) -> None:
-    """A real proxy with --metrics and a real processor: the series the adapter's rule
-    selects exists, with every label the rule names (but namespace, which Prometheus
-    adds at scrape) and host = this machine's host name, the pod's name in a pod."""
+    """A real proxy with --metrics and two members of a processor group (the autoscale
+    overlay's replicas): the series the adapter's rule selects exists for each, with
+    every label the rule names (but namespace, which Prometheus adds at scrape) and
+    host = this machine's host name, the pod's name in a pod."""
     (rule,) = _adapter_rules(tmp_path)
     m = re.fullmatch(r"(\w+)\{(.*)\}", rule["seriesQuery"])
     assert m and m.group(1) == LAG
@@ -253,19 +257,21 @@ def test_adapter_rule_matches_what_a_real_proxy_exports(tmp_path: Path) -> None:
     port = free_ports(1)
     url = f"http://127.0.0.1:{port}/metrics"
     with proxy_process("--heartbeat", "0.2", "--metrics", f"127.0.0.1:{port}") as (control, _):
-        with spawn("process", "level", "--topic", "tone", "--proxy", control):
-            wait_node(control, "level", role="processor")
+        member = ("process", "level", "--group", "lvl", "--topic", "tone", "--proxy", control)
+        with spawn(*member), spawn(*member):
             rec = ("--source", "sine:440", "--stream", "tone", "--rate", "8000")
             with spawn("record", *rec, "--proxy", control):
 
-                def lagging() -> list[dict[str, str]]:
+                def lagging() -> list[dict[str, str]] | None:
                     samples = parse(scrape_text(url))
-                    return [dict(ls) for (n, ls) in samples if n == LAG]
+                    found = [dict(ls) for (n, ls) in samples if n == LAG]
+                    return found if len(found) == 2 else None
 
-                series = wait_until(lagging, 15, f"{LAG} in /metrics", interval=0.2)
-    (labels,) = series
-    assert labels["host"] == socket.gethostname()
-    assert (matched | mapped) - {"namespace"} <= set(labels)
+                series = wait_until(lagging, 30, f"{LAG} of both members", interval=0.2)
+    assert len({labels["node"] for labels in series}) == 2
+    for labels in series:
+        assert labels["host"] == socket.gethostname()
+        assert (matched | mapped) - {"namespace"} <= set(labels)
 
 
 # --- for real: podman kube play --------------------------------------------------
