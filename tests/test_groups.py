@@ -69,9 +69,11 @@ def settled(control: str, n: int, timeout: float = 30) -> dict[str, Any]:
 class Results:
     """Every result on result/g, drained while the stream is published."""
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: Listener, by: str = "seq") -> None:
         self.listener = listener
-        self.seen: list[tuple[int, int]] = []  # (seq, pid)
+        self.by = by
+        self.frames: set[int] = set()
+        self.seen: list[tuple[int, int]] = []  # (seq or index, pid)
 
     def drain(self, timeout: float = 0.0) -> bool:
         frames = self.listener.inlet.recv(timeout)
@@ -79,7 +81,8 @@ class Results:
             return False
         h, _payload = decode(frames)
         assert isinstance(h, ResultHeader)
-        self.seen.append((h.data["seq"], h.data["pid"]))
+        self.seen.append((h.data[self.by], h.data["pid"]))
+        self.frames.add(h.frames)
         return True
 
     def settle(self, quiet: float = 1.0, timeout: float = 15) -> None:
@@ -107,13 +110,14 @@ def publish(pub: Publisher, results: Results, seconds: float, at: dict[float, An
     return n
 
 
-def check_once(seen: list[tuple[int, int]], n: int) -> set[int]:
-    """No block twice; returns the blocks no member processed."""
+def check_once(seen: list[tuple[int, int]], n: int, step: int = 1) -> set[int]:
+    """No block (or window) twice; returns the ones no member processed."""
     seqs = [s for s, _pid in seen]
     dupes = sorted({s for s in seqs if seqs.count(s) > 1})
     assert not dupes, f"processed twice: {dupes[:20]}"
-    assert set(seqs) <= set(range(n))
-    return set(range(n)) - set(seqs)
+    every = set(range(0, n * step, step))
+    assert set(seqs) <= every, sorted(set(seqs) - every)[:20]
+    return every - set(seqs)
 
 
 def lost(control: str) -> int:
@@ -133,6 +137,28 @@ def test_exactly_once_over_three_members(bus: str) -> None:
         assert check_once(results.seen, n) == set()
         assert len({pid for _s, pid in results.seen}) == 3
         assert lost(bus) == 0
+
+
+def test_overlapping_windows_each_processed_whole_by_one_member(bus: str) -> None:
+    size, hop = 480, 240  # 30 ms windows every 15 ms, across 20 ms blocks
+    window = ("--window", str(size), "--hop", str(hop))
+    with member(bus, *window), member(bus, *window):
+        settled(bus, 2)
+        with (
+            Listener(bus, "result/g") as listener,
+            Publisher("mic", rate=RATE, channels=1, proxy=bus) as pub,
+            contextlib.ExitStack() as later,
+        ):
+            results = Results(listener, by="index")
+            # a third joins mid-stream, at a block that is not a window's start
+            n = publish(
+                pub, results, 5.0, {1.51: lambda: later.enter_context(member(bus, *window))}
+            )
+            results.settle()
+        # every window of the stream, whole (a member that joined cuts the same ones)
+        assert check_once(results.seen, (n * FRAMES - size) // hop + 1, hop) == set()
+        assert results.frames == {size}
+        assert len({pid for _s, pid in results.seen}) == 3
 
 
 def test_join_and_leave_during_a_stream_lose_only_what_is_counted(bus: str) -> None:

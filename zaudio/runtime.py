@@ -170,6 +170,8 @@ class Processor:
         self.loaded: Loaded = o.loaded
         self.name, self.output, self.topics = o.name, o.output, o.topics
         self.window, self.hop, self._windows = o.window, o.hop, o.windows
+        if group is not None and self._windows is not None:
+            self._windows.align = True  # every member cuts the same windows
         #: the format conversion, or None (then blocks go through untouched)
         self.adapter = o.adapter
         self.keys = keys

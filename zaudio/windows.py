@@ -66,13 +66,19 @@ class Windows:
     ----------
     window, hop : str or float or int
         As for :func:`window_frames`, converted at each stream's own rate.
+    align : bool
+        Start windows only at stream indices that are multiples of the hop (as
+        :class:`Windower`): every member of a processor group cuts the same windows.
     """
 
-    __slots__ = ("_streams", "hop", "window")
+    __slots__ = ("_streams", "align", "hop", "window")
 
-    def __init__(self, window: str | float | int, hop: str | float | int) -> None:
+    def __init__(
+        self, window: str | float | int, hop: str | float | int, align: bool = False
+    ) -> None:
         self.window = window
         self.hop = hop
+        self.align = align
         self._streams: dict[str, Windower] = {}
 
     def feed(
@@ -89,6 +95,7 @@ class Windows:
                 window_frames(self.window, h.rate, "window"),
                 window_frames(self.hop, h.rate, "hop"),
                 h.channels,
+                self.align,
             )
         elif gap:
             w.reset()
@@ -113,6 +120,11 @@ class Windower:
         windows; ``hop < window`` overlaps them).
     channels : int
         Channel count of the stream.
+    align : bool
+        Windows start only at stream indices that are multiples of ``hop`` (the
+        frames before the first such index, at the start and after a gap, are
+        skipped), so two windowers that join a stream at different blocks cut
+        the same windows.
     """
 
     __slots__ = (
@@ -121,6 +133,7 @@ class Windower:
         "_fill",
         "_skip",
         "_start",
+        "align",
         "channels",
         "gap",
         "hop",
@@ -128,9 +141,10 @@ class Windower:
         "window",
     )
 
-    def __init__(self, window: int, hop: int, channels: int) -> None:
+    def __init__(self, window: int, hop: int, channels: int, align: bool = False) -> None:
         if window < 1 or hop < 1:
             raise ValueError("window and hop must be at least one frame")
+        self.align = align
         self.window = window
         self.hop = hop
         self.channels = channels
@@ -159,6 +173,8 @@ class Windower:
         and time of its first frame, and the ``seq`` of the block holding it.
         """
         n = block.shape[0]
+        if self.align and not self._fill and not self._skip and index % self.hop:
+            self._skip = self.hop - index % self.hop
         if self._skip:
             cut = min(self._skip, n)
             self._skip -= cut
