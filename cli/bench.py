@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-_CHOICES = ["codec", "adapt", "startup", "latency", "capacity", "fan-in", "fan-out"]
+_CHOICES = ["codec", "adapt", "backfill", "startup", "latency", "capacity", "fan-in", "fan-out"]
 
 
 @click.command()

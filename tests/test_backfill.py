@@ -7,16 +7,18 @@ blocks a second; the subscribers are ``zaudio.subscribe`` generators, a
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 import zaudio
-from tests.helpers import Listener, proxy_process, spawn, stop, wait_node, wait_until
+from tests.helpers import Listener, proxy_process, run, spawn, stop, wait_node, wait_until
 from zaudio.client import request
 
 RATE = 48000
@@ -162,3 +164,14 @@ def test_a_processor_restarted_with_since_loses_nothing_of_its_outage(live: str)
     seqs = {d["seq"] for d in got if d["src"] == got[0]["src"]}
     assert set(range(got[0]["seq"], max(seqs) + 1)) <= seqs  # every block is covered
     assert any(d["history"] and d["seq"] > outage_start for d in got)  # the outage, replayed
+
+
+def test_the_backfill_bench_prints_its_table(tmp_path: Path) -> None:
+    """5 s of 48 kHz stereo history, measured (no timing assertion: the table is the output)."""
+    out = tmp_path / "bench.json"
+    proc = run("bench", "--scenario", "backfill", "--quick", "--json", str(out), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    print("\n" + proc.stdout[proc.stdout.index("| figure") :])
+    figures = {f["key"]: f for f in json.loads(out.read_text())["figures"]}
+    assert set(figures) == {"backfill_ms", "backfill_fetch_ms"}
+    assert all(len(f["zaudio"]) == 5 == len(f["baseline"]) for f in figures.values())

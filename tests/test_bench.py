@@ -19,6 +19,8 @@ FIGURES = {
     "adapt_latency_ms",
     "adapt_snr_db",
     "adapt_alias_db",
+    "backfill_ms",
+    "backfill_fetch_ms",
     "silero_rtf",
     "startup_help_ms",
     "startup_process_help_ms",

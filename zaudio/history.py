@@ -13,7 +13,9 @@ The forwarding loop stays in C: the store is one more subscriber of the proxy's
 XPUB, on an inproc endpoint the XPUB binds beside its TCP one (one more pipe per
 forwarded message, no copy of the payload in the forwarder). The store's thread
 copies each message (topic, header, payload exactly as forwarded) into one deque
-in arrival order, stamped with the proxy's monotonic clock.
+in arrival order, stamped with the proxy's monotonic clock when it reads them. It reads in batches
+(every :data:`BATCH` seconds at most, whatever the number of streams), so the
+proxy's CPU spent on history does not grow with each message's wake-up.
 
 Bounds: a message older than ``seconds`` is dropped (that is keeping ``D``); while
 the store holds more than ``max_bytes`` (topic + header + payload), the oldest
@@ -54,6 +56,8 @@ DEFAULT_BYTES: Final = 256 * 1024 * 1024
 #: The store's receive bound, in messages: far above what the thread lags behind.
 RCVHWM: Final = 1_000_000
 _DRAIN: Final = b"drain"
+#: Seconds the store's thread lets messages gather between two reads.
+BATCH: Final = 0.01
 _STOP_POLL: Final = 250  # ms: how often an idle thread looks whether to stop
 
 #: One kept message: arrival (monotonic s), topic, header, payload, bytes in all.
@@ -142,15 +146,23 @@ class History:
                 events = dict(poller.poll(_STOP_POLL))
                 if sub in events:
                     self._drain(sub)
-                if pair in events:
-                    pair.recv()
-                    self._drain(sub)
-                    pair.send(b"ok")
+                    # let messages gather (one wake-up per BATCH, not per message),
+                    # answering a drain request at once meanwhile
+                    if pair.poll(int(BATCH * 1000)):
+                        self._serve(sub, pair)
+                elif pair in events:
+                    self._serve(sub, pair)
         except zmq.ContextTerminated:
             pass
         finally:
             for s in (sub, pair):
                 s.close(0)
+
+    def _serve(self, sub: zmq.Socket[Any], pair: zmq.Socket[Any]) -> None:
+        """A drain request: store everything already forwarded to us, then say so."""
+        pair.recv()
+        self._drain(sub)
+        pair.send(b"ok")
 
     def _drain(self, sub: zmq.Socket[Any]) -> None:
         """Store every message waiting in the socket (non-blocking)."""

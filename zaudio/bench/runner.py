@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from zaudio.bench import adapt, micro, paired, scenarios
+from zaudio.bench import adapt, backfill, micro, paired, scenarios
 from zaudio.bench.figures import Figure, table
 from zaudio.bench.harness import Bench
 
 __all__ = ["SCENARIOS", "run"]
 
-SCENARIOS = ("codec", "adapt", "startup", "latency", "capacity", "fan-in", "fan-out")
+SCENARIOS = ("codec", "adapt", "backfill", "startup", "latency", "capacity", "fan-in", "fan-out")
 
 
 def _load() -> str:
@@ -58,7 +58,10 @@ def run(
     if "adapt" in chosen:
         say("adapt ...")
         figures += adapt.adapt(quick)
-    layout = [s for s in chosen if s not in ("codec", "adapt")]
+    if "backfill" in chosen:
+        say("backfill ...")
+        figures += backfill.backfill(quick)
+    layout = [s for s in chosen if s not in ("codec", "adapt", "backfill")]
     if layout:
         bench = Bench()
         try:
