@@ -122,11 +122,8 @@ class Backfill:
             last[(h.stream, h.src)] = h.seq
         self.blocks = len(self.items)
         self.covered = reply.oldest
-        first = self.items[0][0] if self.items else None
-        # the first block arrived within one block (and 50 ms) of `since` ago
-        slack = first.frames / first.rate + 0.05 if first is not None else 0.0
-        full = reply.seconds >= self.since and reply.oldest + slack >= self.since
-        self.status = "full" if full else "short"
+        # the proxy kept a message older than `since`: the history covers it all
+        self.status = "full" if reply.kept > self.since else "short"
         if self.status == "short":
             log.info(
                 "%s: history starts %.2f s back (the oldest kept), not %g s",

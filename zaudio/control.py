@@ -354,13 +354,16 @@ class HistoryReply(msgspec.Struct, frozen=True, kw_only=True):
     """How many kept messages follow this frame (three frames each: topic, header, payload).
 
     ``oldest`` is the age in seconds of the first one (0 when none), ``seconds``
-    how long the proxy keeps messages (``--history``).
+    how long the proxy keeps messages (``--history``), ``kept`` the age of the
+    oldest message of those topics it keeps at all: older than ``since``, the
+    history covers all of ``since``; younger, it starts at the oldest kept.
     """
 
     ok: bool = True
     messages: Annotated[int, msgspec.Meta(ge=0)]
     oldest: float
     seconds: float
+    kept: float = 0.0
 
 
 class NodeInfo(msgspec.Struct, frozen=True):

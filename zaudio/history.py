@@ -214,12 +214,14 @@ class History:
 
     def snapshot(
         self, prefixes: Sequence[bytes], since: float, timeout: float = 1.0
-    ) -> tuple[list[Kept], float]:
+    ) -> tuple[list[Kept], float, float]:
         """The kept messages whose topic starts with one of ``prefixes``, at most ``since`` s old.
 
         In arrival order, after the store's thread drained its socket (at most
-        ``timeout`` s). Returns them and the age in seconds of the first one (0.0
-        when none). Called by one thread at a time (the control thread).
+        ``timeout`` s). Returns them, the age in seconds of the first one, and the
+        age of the oldest message of those topics kept at all (0.0 when none): when
+        it is older than ``since``, the history covers ``since``. Called by one
+        thread at a time (the control thread).
         """
         ask = self._ask
         ask.send(_DRAIN)
@@ -233,8 +235,10 @@ class History:
             kept = list(self._kept)
         start = now - since
         wanted = tuple(prefixes)
-        out = [k for k in kept if k[0] >= start and k[1].startswith(wanted)]
-        return out, (now - out[0][0]) if out else 0.0
+        matching = [k for k in kept if k[1].startswith(wanted)]
+        out = [k for k in matching if k[0] >= start]
+        oldest = now - matching[0][0] if matching else 0.0
+        return out, (now - out[0][0]) if out else 0.0, oldest
 
     def close(self) -> None:
         """Close the control thread's end of the drain channel."""

@@ -365,11 +365,15 @@ class Proxy:
                 "(e.g. --history 30s) to serve late joiners",
                 code="history_off",
             )
-        kept, oldest = self.history.snapshot([t.encode() for t in req.topics], req.since)
+        topics = [t.encode() for t in req.topics]
+        kept, oldest, reach = self.history.snapshot(topics, req.since)
         self.limiter.charge(peer, len(kept) / LIST_ENTRIES_PER_TOKEN)
         self._attached = [f for k in kept for f in k[1:4]]
         return HistoryReply(
-            messages=len(kept), oldest=round(oldest, 6), seconds=self.history.seconds
+            messages=len(kept),
+            oldest=round(oldest, 6),
+            seconds=self.history.seconds,
+            kept=round(reach, 6),
         )
 
     def _list(self, now: float) -> ListReply:
