@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-import zaudio
 from tests.helpers import Listener, proxy_process, run, spawn, stop, wait_node, wait_until
 from zaudio.client import request
+from zaudio.runtime import Processor
+from zaudio.subscribe import subscribe
 
 RATE = 48000
 
@@ -60,7 +61,7 @@ def take(since: str, live_blocks: int, control: str, **kw: Any) -> tuple[list[An
     """Infos of one short ``subscribe(since=...)``: its history and ``live_blocks`` live ones."""
     infos: list[Any] = []
     stats: dict[str, Any] = {}
-    gen = zaudio.subscribe("mic", proxy=control, since=since, timeout=5, stats=stats, **kw)
+    gen = subscribe("mic", proxy=control, since=since, timeout=5, stats=stats, **kw)
     try:
         for _, info in gen:
             infos.append(info)
@@ -99,7 +100,7 @@ def test_since_longer_than_kept_gets_what_is_kept(live: str) -> None:
 def test_windows_and_format_apply_to_history_as_to_live(live: str) -> None:
     infos: list[Any] = []
     shapes = set()
-    gen = zaudio.subscribe(
+    gen = subscribe(
         "mic", proxy=live, since="0.3s", window="25ms", rate=16000, channels=1, timeout=5
     )
     try:
@@ -121,7 +122,7 @@ def test_windows_and_format_apply_to_history_as_to_live(live: str) -> None:
 
 def test_processor_since(live: str) -> None:
     infos: list[Any] = []
-    done = zaudio.Processor(lambda block, info: infos.append(info), topics="mic", proxy=live,
+    done = Processor(lambda block, info: infos.append(info), topics="mic", proxy=live,
                             since="0.5s", name="hist-proc")  # fmt: skip
     with done:
         wait_until(lambda: sum(not i.history for i in list(infos)) >= 5, 10, "live blocks")
