@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,27 @@ def test_the_backfill_bench_prints_its_table(tmp_path: Path) -> None:
     figures = {f["key"]: f for f in json.loads(out.read_text())["figures"]}
     assert set(figures) == {"backfill_ms", "backfill_fetch_ms"}
     assert all(len(f["zaudio"]) == 5 == len(f["baseline"]) for f in figures.values())
+
+
+def test_a_slow_processor_gets_the_whole_backfill_and_live_under_its_overrun_policy(
+    live: str,
+) -> None:
+    infos: list[Any] = []
+
+    def slow(block: Any, info: Any) -> None:
+        infos.append(info)
+        time.sleep(0.02)  # twice as slow as real time: the work, not a synchronisation
+
+    proc = Processor(slow, topics="mic", proxy=live, since="0.5s", queue=10, name="hist-slow")
+    with proc:
+        wait_until(lambda: proc.stats()["dropped"] > 0, 20, "the overrun policy to drop")
+        wait_until(lambda: any(not i.history and i.gap for i in list(infos)), 20, "a gap")
+    got = list(infos)
+    stats = proc.stats()
+    history = [i for i in got if i.history]
+    assert len(history) == stats["history_blocks"] >= 40  # the backfill, every block of it
+    check_seam(history)
+    first_gap = next(k for k, i in enumerate(got) if i.gap)
+    assert not got[first_gap].history
+    check_seam(got[:first_gap])  # history, then live in order, until the policy dropped
+    assert stats["dropped"] > 0 and stats["rejected"] == 0 and stats["gaps"] == 0
