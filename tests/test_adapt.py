@@ -16,7 +16,7 @@ from zaudio.errors import ConfigError
 from zaudio.protocol import AudioHeader
 from zaudio.proxy import Proxy
 from zaudio.runtime import Info, Processor
-from zaudio.subscribe import subscribe
+from zaudio.subscriber import subscribe
 from zaudio.windows import Windows
 
 

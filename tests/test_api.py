@@ -48,6 +48,16 @@ def test_all_is_pinned_and_every_name_resolves() -> None:
     assert dir(zaudio) == sorted(PUBLIC)
 
 
+def test_a_public_function_is_not_shadowed_by_its_module() -> None:
+    # Importing a submodule sets the package attribute of its name: a module named
+    # like a lazy public name would replace it (zaudio.subscribe was the module
+    # once any code had imported zaudio.subscribe).
+    import pkgutil
+
+    modules = {m.name.rpartition(".")[2] for m in pkgutil.iter_modules(zaudio.__path__)}
+    assert modules.isdisjoint(PUBLIC), modules & set(PUBLIC)
+
+
 def test_every_exception_is_in_the_one_tree_and_exported() -> None:
     tree = {
         name: obj

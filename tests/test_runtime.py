@@ -16,7 +16,7 @@ from zaudio.overrun import OverrunQueue
 from zaudio.protocol import AudioHeader
 from zaudio.proxy import Proxy
 from zaudio.runtime import Info, Processor, run_processor
-from zaudio.subscribe import subscribe
+from zaudio.subscriber import subscribe
 from zaudio.tracking import StreamTracker
 
 RATE = 1000

@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import Listener, spawn, wait_node
 from zaudio.bus import Publisher
 from zaudio.proxy import Proxy
-from zaudio.subscribe import subscribe
+from zaudio.subscriber import subscribe
 from zaudio.windows import Windower
 
 RATE = 1000

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from zaudio.recorder import Recorder
     from zaudio.runtime import Info, Processor, run_processor
     from zaudio.security import Keys, keygen
-    from zaudio.subscribe import subscribe
+    from zaudio.subscriber import subscribe
 
 __all__ = [
     "AudioHeader",
@@ -84,7 +84,7 @@ _LAZY = {
     "Info": "zaudio.runtime",
     "Processor": "zaudio.runtime",
     "run_processor": "zaudio.runtime",
-    "subscribe": "zaudio.subscribe",
+    "subscribe": "zaudio.subscriber",
     "results": "zaudio.ordered",
     "NodeClient": "zaudio.client",
     "request": "zaudio.client",

@@ -92,7 +92,7 @@ def lsl_out(
         validate_name(stream)
     except LocalProtocolError as exc:
         raise ConfigError(str(exc)) from None
-    from zaudio.subscribe import subscribe
+    from zaudio.subscriber import subscribe
 
     stop = until or threading.Event()
     pclock = _ProxyClock(proxy, keys)

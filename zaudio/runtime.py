@@ -12,10 +12,11 @@ a module of its own::
     windows.py      re-blocking into exact windows, fed by one call
     outputs.py      what the function returns: results and audio back on the bus
 
-This module holds the lifecycle (connect, register, run, stop, close) and the
-one delivery path every block and window takes: receive (the worker reads the
-socket itself while idle), decode, track, then :meth:`Processor._call` on the
-block or on each window cut from it.
+    delivery.py     the one path every block and window takes: receive (the worker
+                    reads the socket itself while idle), decode, track, then the
+                    call on the block or on each window cut from it
+
+This module holds the lifecycle: connect, register, run, stop, close.
 
 Blocks handed to the user are read-only views of the received ZeroMQ frame
 (no copy); windows (``window=``) are copies cut by :class:`~zaudio.windows.Windower`.
@@ -25,49 +26,30 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
-import zmq
-
-from zaudio.adapt import adapted
-from zaudio.backfill import Backfill, as_history
-from zaudio.bus import recv_message
+from zaudio.backfill import Backfill
 from zaudio.client import NodeClient
 from zaudio.connection import Connection
-from zaudio.errors import RemoteProtocolError
+from zaudio.delivery import DeliveryPath
 from zaudio.failures import Failures, OnError
 from zaudio.importer import Loaded
 from zaudio.options import processor_options
 from zaudio.outputs import Outputs
-from zaudio.overrun import SLOW_CALL, OverrunPolicy, OverrunQueue
-from zaudio.protocol import AudioHeader, decode
+from zaudio.overrun import OverrunPolicy, OverrunQueue
 from zaudio.security import Keys
 from zaudio.share import Membership, group_spec
-from zaudio.tracking import (
-    CONFIRMED,
-    GAP,
-    IN_ORDER,
-    RELEASED,
-    RESTART,
-    SKIP,
-    Info,
-    StreamTracker,
-    info_of,
-)
+from zaudio.tracking import Info, StreamTracker
 
 __all__ = ["Info", "Processor", "run_processor"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds a blocking receive waits before the loop checks whether to stop.
-IDLE = 0.1
-_perf = time.perf_counter
 Overrun = OverrunPolicy
 
 
-class Processor:
+class Processor(DeliveryPath):
     """Run a function on every block (or window) of the streams it subscribes to.
 
     Parameters
@@ -188,15 +170,7 @@ class Processor:
         self.overrun = OverrunQueue(queue, on_overrun, self.tracker)
         self._publishes_audio = True  # False once the output name turned out taken
         self.failures = Failures(self.name, on_error)
-        self._set_up = False
-        self.received = 0
-        self.processed = 0
-        self.malformed = 0
-        self.ignored = 0
-        self._last_end = 0.0  # end time (t + duration) of the last block processed
-        self._last_done = 0.0  # perf_counter() when its call returned
-        self._proc_total = 0.0
-        self._audio_total = 0.0
+        self._init_delivery()
         self.client: NodeClient | None = None
         self.conn: Connection | None = None
         self.outputs: Outputs | None = None
@@ -236,13 +210,6 @@ class Processor:
             # history, history_blocks, history_overlapped (with since=)
             **(self.backfill.stats() if self.backfill is not None else {}),
         }
-
-    def _lag(self) -> float | None:
-        """Seconds behind live when the last call finished: its end time minus the block's."""
-        if self.client is None or not self.processed:
-            return None
-        finished = self.client.now() - (time.perf_counter() - self._last_done)
-        return finished - self._last_end
 
     def _registration(self) -> dict[str, Any]:
         topics = self.conn.topics() if self.conn else []
@@ -366,136 +333,6 @@ class Processor:
                     continue
                 raise refused
         return False
-
-    # -- the delivery path -------------------------------------------------------
-
-    def _accept(self, frames: list[Any]) -> tuple[AudioHeader, Any] | None:
-        """Decode one message (lock held); None if it is dropped (malformed, or not audio)."""
-        try:
-            h, block = decode(frames)
-        except RemoteProtocolError as exc:
-            self.malformed += 1
-            if self.malformed == 1 or log.isEnabledFor(logging.DEBUG):
-                log.warning("dropped a malformed message (%s); counting the rest", exc)
-            return None
-        if type(h) is not AudioHeader:
-            self.ignored += 1
-            return None
-        backfill = self.backfill
-        if backfill is not None and backfill.overlaps(h):
-            return None  # the history delivered it already (counted there)
-        self.received += 1
-        return h, block
-
-    def _replay(self, backfill: Backfill, outputs: Outputs) -> None:
-        """Deliver the history blocks (tracked like live ones, ``info.history`` set)."""
-        for h, block, gap, restart in backfill.replay(self.tracker, self.overrun.lock):
-            if self._stop.is_set():
-                return
-            self._deliver(h, block, gap, restart, outputs, True)
-
-    def _loop(self, sock: zmq.Socket[Any], outputs: Outputs) -> None:
-        """Receive, decode, track and deliver until stopped: the one path of every block."""
-        sock.rcvtimeo = int(IDLE * 1000)
-        is_set = self._stop.is_set
-        lock = self.overrun.lock
-        q = self.overrun.items
-        recv = recv_message
-        again = zmq.Again
-        accept = self._accept
-        tracker = self.tracker
-        follow = tracker.follow
-        deliver = self._deliver
-        call = self._call
-        check = tracker.check
-        plain = self._windows is None and self.adapter is None
-        item: tuple[AudioHeader, Any] | None
-        while not is_set():
-            with lock:
-                if q:
-                    item = q.popleft()
-                else:
-                    try:
-                        frames = recv(sock)
-                    except again:
-                        tracker.flush()  # idle: check what waits for its batch
-                        continue
-                    # A burst the function keeps up with stays in ZeroMQ's queue;
-                    # only a call that falls behind makes the helper apply the
-                    # overrun policy.
-                    item = accept(frames)
-                    if item is None:
-                        continue
-                h, block = item
-                verdict = follow(h, block)
-                if verdict in (CONFIRMED, RELEASED):
-                    held_h, held_block = tracker.release()
-            if verdict == IN_ORDER and plain:
-                # what _deliver does for an in-order block, without its dispatch
-                info = Info(
-                    h.v, h.stream, h.src, h.seq, h.index, h.t, h.rate, h.channels, h.frames,
-                )  # fmt: skip
-                call(block, info, outputs)
-                check(h.stream, block)  # after the call: nothing waits on it
-            elif verdict == CONFIRMED:
-                deliver(held_h, held_block, True, False, outputs)
-                deliver(h, block, False, False, outputs)
-            elif verdict == RELEASED:
-                deliver(held_h, held_block, True, False, outputs)
-            elif verdict != SKIP:
-                deliver(h, block, verdict == GAP, verdict == RESTART, outputs)
-
-    def _deliver(
-        self,
-        h: AudioHeader,
-        block: Any,
-        gap: bool,
-        restart: bool,
-        outputs: Outputs,
-        history: bool = False,
-    ) -> None:
-        """Call the function on the block, or on every window it completes."""
-        windows = self._windows
-        adapter = self.adapter
-        if adapter is not None:
-            for data, info in adapted(adapter, windows, h, block, gap, restart):
-                self._call(data, as_history(info) if history else info, outputs)
-        elif windows is None:
-            info = info_of(h, gap, restart)
-            self._call(block, as_history(info) if history else info, outputs)
-        else:
-            for data, info in windows.feed(h, block, gap, restart):
-                self._call(data, as_history(info) if history else info, outputs)
-        self.tracker.check(h.stream, block)  # after the call: nothing waits on it
-
-    def _call(self, block: Any, info: Info, outputs: Outputs) -> None:
-        """One call of the function (on a block of ours); its result goes to ``outputs``."""
-        membership = self.membership
-        if membership is not None and not membership.mine(info):
-            return
-        loaded = self.loaded
-        if not self._set_up:
-            self._set_up = True
-            self.failures.setup(loaded.setup, info)
-        overrun = self.overrun
-        audio = info.frames / info.rate
-        overrun.budget = audio if audio > SLOW_CALL else SLOW_CALL
-        started = overrun.busy = _perf()
-        try:
-            out = loaded.call(block, info) if loaded.takes_info else loaded.call(block)
-        except Exception as exc:
-            overrun.busy = 0.0
-            self.failures.call_failed(exc, info)
-            return
-        done = _perf()
-        overrun.busy = 0.0
-        self._proc_total += done - started
-        self._audio_total += audio
-        self.processed += 1
-        self._last_end = info.t + audio
-        self._last_done = done
-        if out is not None:
-            outputs.publish(out, info)
 
 
 def run_processor(fn: Any, *, stop: threading.Event | None = None, **options: Any) -> Processor:
