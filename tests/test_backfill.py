@@ -21,7 +21,7 @@ import pytest
 from tests.helpers import Listener, proxy_process, run, spawn, stop, wait_node, wait_until
 from zaudio.client import request
 from zaudio.runtime import Processor
-from zaudio.subscribe import subscribe
+from zaudio.subscriber import subscribe
 
 RATE = 48000
 
