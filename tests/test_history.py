@@ -198,3 +198,21 @@ def test_a_late_joiner_written_from_the_docs_alone_gets_an_exact_seam() -> None:
                 echo.close(0)
     assert reply["messages"] >= 30
     assert seqs == list(range(40))  # no gap, no duplicate, in order
+
+
+def test_the_history_counters_are_prometheus_metrics() -> None:
+    from zaudio.metrics import families
+    from zaudio.proxy import Proxy
+
+    with Proxy(port=0, history=30.0, history_bytes=20_000) as proxy:
+        publish(proxy.control, 10)  # ~40 kB: about half evicted
+        got = {
+            f.name: {s["stream"]: v for s, v in f.samples}
+            for f in families(proxy)
+            if f.name.startswith("zaudio_proxy_history_")
+        }
+        stats = proxy.history.stats() if proxy.history is not None else {}
+    assert got["zaudio_proxy_history_kept_messages"] == {"mic": stats["messages"]}
+    assert got["zaudio_proxy_history_evicted"] == {"mic": stats["evicted"]} != {"mic": 0}
+    assert got["zaudio_proxy_history_kept_bytes"]["mic"] <= 20_000
+    assert "zaudio_proxy_history_missed" in got

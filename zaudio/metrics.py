@@ -206,6 +206,8 @@ def _proxy_families(proxy: Proxy) -> Iterator[_Family]:
         "When the proxy started, seconds since the Unix epoch.",
         [({}, proxy.started)],
     )
+    if proxy.history is not None:
+        yield from _history_families(proxy.history.stats())
     counters = proxy.forwarder.counters(0.5) if proxy.forwarder is not None else None
     if counters is None:
         return
@@ -230,6 +232,22 @@ def _proxy_families(proxy: Proxy) -> Iterator[_Family]:
         "Bytes the forwarder moved, per socket and direction.",
         [(labels, float(c[key + "_bytes"])) for labels, key in sides],
     )
+
+
+def _history_families(h: dict[str, Any]) -> Iterator[_Family]:
+    """What ``--history`` keeps and evicted, per stream (zaudio.history)."""
+    streams = h["streams"]
+    for key, mtype, text in (
+        ("messages", "gauge", "Messages the history keeps now, per stream."),
+        ("bytes", "gauge", "Bytes the history keeps now, per stream."),
+        ("evicted", "counter", "Messages the byte bound evicted before they were D old."),
+        ("evicted_bytes", "counter", "Bytes the byte bound evicted before they were D old."),
+        ("missed", "counter", "Messages the history never received (a jump of seq)."),
+    ):
+        name = "zaudio_proxy_history_" + ("kept_" + key if mtype == "gauge" else key)
+        yield _Family(
+            name, mtype, text, [({"stream": s}, float(v[key])) for s, v in streams.items()]
+        )
 
 
 def collect(proxy: Proxy) -> list[Any]:
