@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-_CHOICES = ["codec", "adapt", "backfill", "startup", "latency", "capacity", "fan-in", "fan-out"]
+_CHOICES = [
+    "codec", "adapt", "backfill", "startup", "latency", "capacity", "fan-in", "fan-out", "groups",
+]  # fmt: skip
 
 
 @click.command()
@@ -15,7 +17,7 @@ _CHOICES = ["codec", "adapt", "backfill", "startup", "latency", "capacity", "fan
     "scenarios",
     multiple=True,
     type=click.Choice(_CHOICES),
-    help="Run only these scenarios (repeatable; default: all).",
+    help="Run only these scenarios (repeatable; default: all but 'groups', run only when named).",
 )
 def bench(quick: bool, json_path: str | None, scenarios: tuple[str, ...]) -> None:
     """Run zaudio's real processes and, interleaved, a plain pyzmq baseline; print

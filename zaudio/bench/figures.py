@@ -41,6 +41,8 @@ class Figure:
 
     @property
     def ratios(self) -> list[float]:
+        if not self.baseline:  # a figure with no baseline (zaudio.bench.groups)
+            return []
         return [z / b for z, b in zip(self.zaudio, self.baseline, strict=True) if b]
 
     @property

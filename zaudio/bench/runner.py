@@ -11,13 +11,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from zaudio.bench import adapt, backfill, micro, paired, scenarios
+from zaudio.bench import adapt, backfill, groups, micro, paired, scenarios
 from zaudio.bench.figures import Figure, table
 from zaudio.bench.harness import Bench
 
-__all__ = ["SCENARIOS", "run"]
+__all__ = ["OPT_IN", "SCENARIOS", "run"]
 
 SCENARIOS = ("codec", "adapt", "backfill", "startup", "latency", "capacity", "fan-in", "fan-out")
+#: Scenarios run only when named (``--scenario groups``): 3 minutes, 1.5 cores' worth of waits.
+OPT_IN = ("groups",)
 
 
 def _load() -> str:
@@ -40,6 +42,7 @@ def run(
     ``latency`` includes the processor's CPU per block (measured in the same runs).
     """
     chosen = [s for s in SCENARIOS if not only or s in only]
+    chosen += [s for s in OPT_IN if only and s in only]
     cfg = scenarios.Config(quick=quick)
     figures: list[Figure] = []
     started = time.time()
@@ -61,7 +64,10 @@ def run(
     if "backfill" in chosen:
         say("backfill ...")
         figures += backfill.backfill(quick)
-    layout = [s for s in chosen if s not in ("codec", "adapt", "backfill")]
+    if "groups" in chosen:
+        say("groups ...")
+        figures += groups.groups(quick, say)
+    layout = [s for s in chosen if s not in ("codec", "adapt", "backfill", *OPT_IN)]
     if layout:
         bench = Bench()
         try:
