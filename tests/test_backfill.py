@@ -201,3 +201,25 @@ def test_a_slow_processor_gets_the_whole_backfill_and_live_under_its_overrun_pol
     assert not got[first_gap].history
     check_seam(got[:first_gap])  # history, then live in order, until the policy dropped
     assert stats["dropped"] > 0 and stats["rejected"] == 0 and stats["gaps"] == 0
+
+
+def test_bad_since_exits_2_in_one_line() -> None:
+    for value, message in (("soon", "invalid since 'soon'"), ("-1s", "invalid since '-1s'")):
+        result = run("process", "tests.procs.history:position", "--since", value)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_pipeline_file_takes_history_and_since(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        '[proxy]\nhistory = "30s"\nhistory_bytes = "100MB"\n\n'
+        '[recorder.mic]\nsource = "sine:440"\n\n'
+        '[processor.lvl]\nfunction = "level"\ntopics = ["mic"]\nsince = "2s"\n'
+    )
+    result = run("check", str(path))
+    assert result.returncode == 0, result.stderr
+    bad = path.read_text().replace('since = "2s"', 'since = "2 fortnights"')
+    path.write_text(bad)
+    result = run("check", str(path))
+    assert result.returncode == 2 and "since" in result.stderr + result.stdout
