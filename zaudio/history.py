@@ -108,6 +108,7 @@ class History:
         self.lock = threading.Lock()
         self._kept: deque[Kept] = deque()
         self._streams: dict[str, _Stream] = {}
+        self._gone = _Stream()  # the counters of streams no longer kept (see _expire)
         self._bytes = 0
         sub: zmq.Socket[Any] = ctx.socket(zmq.SUB)
         sub.linger = 0
@@ -202,13 +203,20 @@ class History:
         oldest = now - self.seconds
         while kept and (kept[0][0] < oldest or self._bytes > self.max_bytes):
             arrived, topic, _, _, size = kept.popleft()
-            st = self._streams[topic[len(AUDIO) : -1].decode("utf-8", "replace")]
+            name = topic[len(AUDIO) : -1].decode("utf-8", "replace")
+            st = self._streams[name]
             st.messages -= 1
             st.bytes -= size
             self._bytes -= size
             if arrived >= oldest:  # still within D: evicted by the byte bound
                 st.evicted += 1
                 st.evicted_bytes += size
+            if not st.messages:  # nothing kept: its counters go to the totals only
+                gone = self._gone
+                gone.evicted += st.evicted
+                gone.evicted_bytes += st.evicted_bytes
+                gone.missed += st.missed
+                del self._streams[name]
 
     # -- the control thread --------------------------------------------------------
 
@@ -241,12 +249,17 @@ class History:
         return out, (now - out[0][0]) if out else 0.0, oldest
 
     def close(self) -> None:
-        """Close the control thread's end of the drain channel."""
+        """Close the control thread's end of the drain channel (in the control thread)."""
         self._ask.close(0)
 
     def stats(self) -> dict[str, Any]:
-        """What is kept and what was evicted: in all, and per stream."""
+        """What is kept and what was evicted: in all, and per stream kept now.
+
+        A stream whose every message expired leaves ``streams`` (so that names
+        cannot pile up); its counters stay in the totals.
+        """
         now = time.monotonic()
+        gone = self._gone
         with self.lock:
             oldest = now - self._kept[0][0] if self._kept else 0.0
             streams = {
@@ -265,8 +278,9 @@ class History:
                 "messages": len(self._kept),
                 "bytes": self._bytes,
                 "oldest": round(oldest, 3),
-                "evicted": sum(s["evicted"] for s in streams.values()),
-                "evicted_bytes": sum(s["evicted_bytes"] for s in streams.values()),
-                "missed": sum(s["missed"] for s in streams.values()),
+                "evicted": gone.evicted + sum(s["evicted"] for s in streams.values()),
+                "evicted_bytes": gone.evicted_bytes
+                + sum(s["evicted_bytes"] for s in streams.values()),
+                "missed": gone.missed + sum(s["missed"] for s in streams.values()),
                 "streams": streams,
             }

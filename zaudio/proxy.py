@@ -258,8 +258,6 @@ class Proxy:
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
-        if self.history is not None:
-            self.history.close()  # the control thread's end: term() waits for it
         ctx, self._ctx = self._ctx, None
         if ctx is not None:
             # term() wakes both threads with ETERM; each closes its own sockets.
@@ -296,6 +294,8 @@ class Proxy:
             pass
         finally:
             ctl.close(0)
+            if self.history is not None:
+                self.history.close()  # its drain channel is this thread's: term() waits for it
 
     def _sweep(self, now: float) -> None:
         for node in self.registry.expire(now):
