@@ -354,9 +354,10 @@ class HistoryReply(msgspec.Struct, frozen=True, kw_only=True):
     """How many kept messages follow this frame (three frames each: topic, header, payload).
 
     ``oldest`` is the age in seconds of the first one (0 when none), ``seconds``
-    how long the proxy keeps messages (``--history``), ``kept`` the age of the
-    oldest message of those topics it keeps at all: older than ``since``, the
-    history covers all of ``since``; younger, it starts at the oldest kept.
+    how long the proxy keeps messages (``--history``), ``kept`` how far back it
+    keeps those topics (the newest message's end minus the oldest ``t``): more
+    than ``since``, the history covers all of ``since``; less, it starts at the
+    oldest kept.
     """
 
     ok: bool = True
