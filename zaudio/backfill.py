@@ -65,6 +65,8 @@ class Backfill:
         ``"pending"`` before :meth:`fetch`; then ``"full"`` (the history covers
         ``since``), ``"short"`` (it starts at the oldest kept block, later than
         asked), ``"off"`` (the proxy keeps none) or ``"failed"`` (no answer).
+    covered : float
+        How far back the proxy keeps the streams asked for (seconds of stream time).
     blocks, overlapped, malformed : int
         History blocks received; live blocks dropped as already delivered;
         history messages that did not decode.
@@ -121,17 +123,17 @@ class Backfill:
             self.items.append((h, block))
             last[(h.stream, h.src)] = h.seq
         self.blocks = len(self.items)
-        self.covered = reply.oldest
-        # the proxy kept a message older than `since`: the history covers it all
-        self.status = "full" if reply.kept > self.since else "short"
+        self.covered = reply.kept
+        # the proxy keeps these streams back further than `since`: the history covers it
+        self.status = "full" if reply.kept >= self.since - 1e-6 else "short"
         if self.status == "short":
             log.info(
                 "%s: history starts %.2f s back (the oldest kept), not %g s",
                 name,
-                reply.oldest,
+                reply.kept,
                 self.since,
             )
-        log.debug("%s: %d history blocks, %.2f s", name, self.blocks, reply.oldest)
+        log.debug("%s: %d history blocks, from %.2f s ago", name, self.blocks, reply.oldest)
 
     def replay(
         self, tracker: StreamTracker, lock: threading.Lock | None = None
@@ -169,11 +171,13 @@ class Backfill:
         return False
 
     def stats(self) -> dict[str, Any]:
-        """``history`` (the status), ``history_blocks``, ``history_overlapped``."""
+        """``history`` (the status), ``history_blocks``, ``history_overlapped``,
+        ``history_malformed``."""
         return {
             "history": self.status,
             "history_blocks": self.blocks,
             "history_overlapped": self.overlapped,
+            "history_malformed": self.malformed,
         }
 
 

@@ -283,6 +283,7 @@ class Proxy:
                         self.requests += 1
                         self.bad_requests += 1  # no REQ envelope: REP would drop it too
                     else:
+                        self._attached = []  # what handle() attaches to this reply
                         reply = self.handle(body, time.time(), peer=envelope[0])
                         attached, self._attached = self._attached, []
                         ctl.send_multipart([*envelope, encode(reply), *attached], copy=False)
