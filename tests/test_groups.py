@@ -273,3 +273,26 @@ def test_ls_shows_the_group_its_members_and_their_shares(bus: str) -> None:
         assert [row[5] for row in rows] == ["1/2", "2/2"]
         assert {row[4] for row in rows} == {str(a.pid), str(b.pid)}
         assert all(row[0] == "g" and row[-1] == "0" and row[-2] == "0" for row in rows)
+
+
+def test_a_member_back_from_the_dead_into_a_group_started_afresh_is_refused() -> None:
+    """Registry state only: a SIGSTOPped member resuming after its group restarted
+    with other params may not rejoin it; its heartbeat says why."""
+    from zaudio.control import GroupSpec, Heartbeat, OkReply, Register, RegisterReply
+    from zaudio.errors import RequestError
+    from zaudio.groups import Groups
+
+    def reg(params: str) -> Register:
+        spec = GroupSpec("g", FN, params, "")
+        return Register(role="processor", name="g", host="h", pid=1, topics=["t"], group=spec)
+
+    groups = Groups(1.0)
+    groups.registered(reg("{}"), RegisterReply(id="a"), 0.0)
+    groups.expire(5.0, {"a", "b"})  # a was silent: out, and the group empty
+    assert groups.infos() == []
+    groups.check(reg('{"tag":"x"}'))
+    groups.registered(reg('{"tag":"x"}'), RegisterReply(id="b"), 5.0)
+    with pytest.raises(RequestError, match="group 'g' runs params") as refused:
+        groups.beat(Heartbeat(id="a"), OkReply(), 5.1)
+    assert refused.value.code == "group_mismatch"
+    assert [g.members for g in groups.infos()] == [["b"]]

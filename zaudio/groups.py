@@ -112,19 +112,9 @@ class Groups:
         group = self.groups.get(spec.name)
         if group is None or not group.members:
             return
-        theirs = group.spec
-        for what, mine, other in (
-            ("function", spec.function, theirs.function),
-            ("params", spec.params, theirs.params),
-            ("window", spec.window, theirs.window),
-            ("topics", ",".join(req.topics), ",".join(group.topics)),
-        ):
-            if mine != other:
-                raise RequestError(
-                    f"group {spec.name!r} runs {what} {other or '(none)'!r}, this member "
-                    f"{mine or '(none)'!r}: start it with the same {what} or another --group",
-                    "group_mismatch",
-                )
+        problem = _difference(req, group)
+        if problem:
+            raise RequestError(problem, "group_mismatch")
         if len(group.members) >= MAX_ITEMS:
             raise RequestError(
                 f"group {spec.name!r} already has {MAX_ITEMS} members; stop some first", "full"
@@ -146,6 +136,10 @@ class Groups:
         group = self.groups.get(known[0])
         member = group.members.get(req.id) if group is not None else None
         if member is None:  # declared dead, yet alive: a new member from a new epoch on
+            if group is not None and group.members:
+                problem = _difference(known[1], group)  # the group started afresh since
+                if problem:
+                    raise RequestError(problem, "group_mismatch")
             self._join(req.id, now)
             group = self.groups[known[0]]
             member = group.members[req.id]
@@ -227,3 +221,21 @@ class Groups:
         while len(epochs) > KEEP or (len(epochs) > 1 and epochs[1].start < now - HISTORY):
             epochs.pop(0)
         return epoch
+
+
+def _difference(req: Register, group: _Group) -> str | None:
+    """The first way ``req`` disagrees with ``group`` (a sentence), or None."""
+    spec, theirs = req.group, group.spec
+    assert spec is not None
+    for what, mine, other in (
+        ("function", spec.function, theirs.function),
+        ("params", spec.params, theirs.params),
+        ("window", spec.window, theirs.window),
+        ("topics", ",".join(req.topics), ",".join(group.topics)),
+    ):
+        if mine != other:
+            return (
+                f"group {spec.name!r} runs {what} {other or '(none)'!r}, this member "
+                f"{mine or '(none)'!r}: start it with the same {what} or another --group"
+            )
+    return None
