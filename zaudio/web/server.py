@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import http
 import ipaddress
 import logging
 import ssl
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -42,20 +38,12 @@ from zaudio.publisher import Publisher
 from zaudio.security import Keys
 from zaudio.web.capture import FrameChecker, parse_hello
 from zaudio.web.monitor import Monitor
+from zaudio.web.pages import PAGES, TYPES, load_static, response, text_response
 
 __all__ = ["WebServer", "is_loopback"]
 
 log = logging.getLogger(__name__)
 
-PAGES = {"/": "index.html", "/capture": "capture.html", "/monitor": "monitor.html"}
-TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".ico": "image/x-icon",
-}
-CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:"
 #: WebSocket messages larger than this close the connection (1009) before we see them.
 MAX_MESSAGE = 1 << 20
 MAX_CAPTURES = 32
@@ -78,11 +66,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def _load_static() -> dict[str, bytes]:
-    folder = resources.files("zaudio.web") / "static"
-    return {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file()}
 
 
 class WebServer:
@@ -114,7 +97,7 @@ class WebServer:
         self.proxy = proxy
         self.keys = keys
         self.tls = tls
-        self.static = _load_static()
+        self.static = load_static()
         self.counters: dict[str, int] = {
             "sent": 0,
             "dropped": 0,
@@ -223,52 +206,32 @@ class WebServer:
 
     # -- HTTP ------------------------------------------------------------------
 
-    def _response(self, status: int, body: bytes, ctype: str) -> Response:
-        st = http.HTTPStatus(status)
-        headers = Headers(
-            [
-                ("Date", email.utils.formatdate(usegmt=True)),
-                ("Connection", "close"),
-                ("Content-Length", str(len(body))),
-                ("Content-Type", ctype),
-                ("Cache-Control", "no-cache"),
-                ("X-Content-Type-Options", "nosniff"),
-                ("Content-Security-Policy", CSP),
-                # the capture page asks for the microphone; nothing else may
-                ("Permissions-Policy", "microphone=(self)"),
-            ]
-        )
-        return Response(st.value, st.phrase, headers, body)
-
-    def _text(self, status: int, text: str) -> Response:
-        return self._response(status, text.encode(), "text/plain; charset=utf-8")
-
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         self.counters["connections"] += 1
         path = urlsplit(request.path).path
         if path.startswith("/ws/"):
             if path not in ("/ws/capture", "/ws/monitor"):
-                return self._text(404, f"no WebSocket at {path}\n")
+                return text_response(404, f"no WebSocket at {path}\n")
             origin = request.headers.get("Origin")
             if origin is not None and urlsplit(origin).netloc != request.headers.get("Host"):
                 # a page from another site must not publish to (or watch) the bus
                 self.reject("origin", f"WebSocket from origin {origin}", conn.remote_address)
-                return self._text(403, "cross-origin WebSocket refused\n")
+                return text_response(403, "cross-origin WebSocket refused\n")
             if path == "/ws/capture" and len(self._captures) >= MAX_CAPTURES:
-                return self._text(503, "too many capture connections\n")
+                return text_response(503, "too many capture connections\n")
             if path == "/ws/monitor" and len(self._monitor_queues) >= MAX_MONITORS:
-                return self._text(503, "too many monitor connections\n")
+                return text_response(503, "too many monitor connections\n")
             return None  # the WebSocket handshake goes on
         if path == "/favicon.ico":
-            return self._response(204, b"", "image/x-icon")
+            return response(204, b"", "image/x-icon")
         name = PAGES.get(path)
         if name is None and path.startswith("/static/"):
             name = path[len("/static/") :]
         body = self.static.get(name) if name else None
         if body is None:
-            return self._text(404, f"not found: {path}\n")
+            return text_response(404, f"not found: {path}\n")
         ctype = TYPES.get(name[name.rfind(".") :], "application/octet-stream") if name else ""
-        return self._response(200, body, ctype)
+        return response(200, body, ctype)
 
     # -- WebSockets ------------------------------------------------------------
 
