@@ -84,6 +84,18 @@ def _control_socket(proxy: Proxy) -> zmq.Socket[Any]:
 
 
 @pytest.fixture
+def proxy() -> Iterator[Proxy]:
+    """The conftest proxy, with the per-connection request limit out of the way.
+
+    The fuzzing sends thousands of requests a second from one connection (as fast
+    as the machine runs); the limit's own tests are in test_control.py and
+    test_flood.py. Here every request must get its real answer.
+    """
+    with Proxy(port=0, heartbeat=0.2, request_rate=1e9, request_burst=1e9) as p:
+        yield p
+
+
+@pytest.fixture
 def ctl(proxy: Proxy) -> Iterator[zmq.Socket[Any]]:
     """One REQ socket on the proxy's control channel, for every generated case."""
     sock = _control_socket(proxy)
