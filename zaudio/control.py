@@ -108,6 +108,7 @@ __all__ = [
     "decode_reply",
     "decode_request",
     "encode",
+    "split_envelope",
     "stats_problem",
 ]
 
@@ -276,3 +277,14 @@ def decode_reply(frame: bytes, kind: type[R]) -> R | ErrorReply:
         return msgspec.convert(obj, kind)
     except msgspec.ValidationError as exc:
         raise RemoteProtocolError(f"the proxy's reply does not fit: {exc}", "reply") from None
+
+
+def split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:
+    """A ROUTER's ``[id, ..., b"", body...]`` -> (envelope up to the empty frame, body).
+
+    The envelope is None when there is no empty delimiter frame (not a REQ peer).
+    """
+    for i in range(1, len(frames)):
+        if not frames[i]:
+            return frames[: i + 1], frames[i + 1 :]
+    return None, frames

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 
 from zaudio.errors import ConfigError
 
-__all__ = ["DEFAULT_PROXY", "control_endpoint", "free_ports", "resolve"]
+__all__ = ["DEFAULT_PROXY", "control_endpoint", "free_ports", "is_loopback", "resolve"]
 
 DEFAULT_PROXY = "tcp://127.0.0.1:5555"
 _EP_RE = re.compile(r"(?P<scheme>tcp|ipc|inproc)://(?P<rest>.+)\Z")
@@ -99,3 +100,13 @@ def free_ports(n: int = 3, preferred: int | None = None, host: str = "127.0.0.1"
             for s in socks:
                 s.close()
     raise ConfigError(f"no {n} consecutive free ports on {host}")
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

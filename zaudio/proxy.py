@@ -18,7 +18,6 @@ inproc endpoint the store of :mod:`zaudio.history` subscribes to; its
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import threading
@@ -46,8 +45,10 @@ from zaudio.control import (
     TimeReply,
     decode_request,
     encode,
+    split_envelope,
 )
 from zaudio.cutoffs import PublisherWatch
+from zaudio.endpoints import is_loopback
 from zaudio.errors import RequestError, ZaudioError
 from zaudio.forwarder import Forwarder
 from zaudio.groups import Groups
@@ -65,15 +66,6 @@ log = logging.getLogger(__name__)
 #: Per-subscriber and per-publisher queue bounds on the proxy (messages).
 HWM = 10_000
 _SWEEP = 0.1  # seconds between expiry sweeps (requests check expiry themselves)
-
-
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _endpoint(sock: zmq.Socket[Any]) -> str:
@@ -202,7 +194,7 @@ class Proxy:
             self._threads.append(self.history.start())
         assert self.watch is not None
         self._threads.append(self.watch.start(int(self.pub.rsplit(":", 1)[1])))
-        if not _is_loopback(self.host) and self.keys is None:
+        if not is_loopback(self.host) and self.keys is None:
             log.warning(
                 "binding %s without --keys: anyone who can reach this host can listen "
                 "to and publish on the bus (see docs/deployment.md)",
@@ -278,7 +270,7 @@ class Proxy:
             while True:
                 if ctl.poll(250):
                     frames = ctl.recv_multipart()
-                    envelope, body = _split_envelope(frames)
+                    envelope, body = split_envelope(frames)
                     if envelope is None:
                         self.requests += 1
                         self.bad_requests += 1  # no REQ envelope: REP would drop it too
@@ -401,11 +393,3 @@ class Proxy:
         listed = self.registry.listing(now)
         self.groups.expire(now, self.registry.nodes)
         return msgspec.structs.replace(listed, proxy=info, groups=self.groups.infos())
-
-
-def _split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:
-    """``[id, ..., b"", body...]`` -> (envelope up to the empty frame, body); None without one."""
-    for i in range(1, len(frames)):
-        if not frames[i]:
-            return frames[: i + 1], frames[i + 1 :]
-    return None, frames

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import ssl
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from websockets.http11 import Request, Response
 
 from zaudio import clock
 from zaudio.client import NodeClient
+from zaudio.endpoints import is_loopback
 from zaudio.errors import RemoteProtocolError, RequestRefused
 from zaudio.protocol import encode_json
 from zaudio.publisher import Publisher
@@ -56,16 +56,6 @@ HELLO_TIMEOUT = 10.0
 BAD_REQUEST = 4400
 CONFLICT = 4409
 UNAVAILABLE = 4503
-
-
-def is_loopback(host: str) -> bool:
-    """True if ``host`` only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class WebServer:
