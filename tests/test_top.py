@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import shlex
 import shutil
@@ -109,6 +110,22 @@ def section(screen: str, title: str) -> dict[str, list[str]]:
     return rows
 
 
+def level(row: list[str] | None) -> float:
+    """The LEVEL cell of a STREAMS row in dB (-inf when absent or not a number)."""
+    try:
+        return float(row[4].removesuffix("dB")) if row else -math.inf
+    except (IndexError, ValueError):
+        return -math.inf
+
+
+def count(row: list[str] | None, column: int) -> int:
+    """An integer cell of a row (-1 when absent or not a number)."""
+    try:
+        return int(row[column]) if row else -1
+    except (IndexError, ValueError):
+        return -1
+
+
 def red_name(name: str, screen: str) -> bool:
     """Whether ``name`` starts a line of the screen in red (SGR 31, maybe with bold)."""
     return (
@@ -147,15 +164,19 @@ def test_top_in_tmux_shows_every_stream_within_2_s_and_quits_on_q(bus: str, tmp_
         # the slow processor is dropping: its name turns red (bold), the fast one's does not
         wait_until(lambda: red_name("slow", t.screen(colours=True)), 10, "slow in red")
         assert not red_name("fast", t.screen(colours=True))
-        # a level shows for the sines (0.3 peak: -13.5 dBFS RMS)
+
+        # a level shows for the sines (0.3 peak: -13.5 dBFS RMS; a window of a few blocks
+        # that ends mid-period reads up to a tenth of a dB off, -13.6 was seen in CI)
+        def levels_right(screen: str) -> bool:
+            streams = section(screen, "STREAMS")
+            return all(abs(level(streams.get(name)) + 13.47) < 0.25 for name in STREAMS)
+
+        wait_until(lambda: levels_right(t.screen()), 5, "every stream's level")
+        # the slow processor's drops reach its heartbeat (red can come first, from its RTF)
         wait_until(
-            lambda: section(t.screen(), "STREAMS")["alpha"][4] == "-13.5dB", 5, "alpha's level"
+            lambda: count(section(t.screen(), "PROCESSORS").get("slow"), 5) > 0, 10, "slow's drops"
         )
-        screen = t.screen()
-        streams, processors = section(screen, "STREAMS"), section(screen, "PROCESSORS")
-        assert all(streams[name][4] == "-13.5dB" for name in STREAMS), screen
-        assert int(processors["slow"][5]) > 0, screen  # DROPS
-        assert processors["fast"][5] == "0", screen
+        assert section(t.screen(), "PROCESSORS")["fast"][5] == "0", t.screen()
         t.keys("q")
         assert t.exit_code(5) == 0
 
