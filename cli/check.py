@@ -25,8 +25,10 @@ def check(file: str) -> None:
     """Check the pipeline FILE: each mistake as FILE:LINE: what is wrong — what to do."""
     pipeline = load_or_exit(file)
     kinds = [n.kind for n in pipeline.nodes]
+    replicated = [f"{n.name} x{n.replicas}" for n in pipeline.nodes if n.replicas != 1]
     click.echo(
         f"{file}: ok — proxy {pipeline.control}"
         f"{'' if pipeline.started_proxy else ' (running elsewhere)'}, "
         f"{kinds.count('recorder')} recorder(s), {kinds.count('processor')} processor(s)"
+        + (f" (replicas: {', '.join(replicated)})" if replicated else "")
     )

@@ -127,7 +127,9 @@ def up(
     stop = stop_on_signals(before_exit=supervisor.kill_all)
     view = StatusView(output, interval) if status else None
     tick = (lambda: view.update(supervisor.children, supervisor.listing)) if view else None
-    click.echo(f"zaudio up: {path} ({len(pipeline.nodes)} nodes); Ctrl-C stops them all", err=True)
+    click.echo(
+        f"zaudio up: {path} ({len(pipeline.processes)} nodes); Ctrl-C stops them all", err=True
+    )
     code = supervisor.run(stop, tick, stop_timeout=stop_s)
     click.echo("zaudio up: stopped", err=True)
     raise click.exceptions.Exit(code)

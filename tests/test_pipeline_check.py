@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from tests.helpers import ROOT, run
 from zaudio.importer import BUILTINS
@@ -379,10 +380,8 @@ def test_options_the_cli_lacks_are_not_supported_yet(tmp_path: Path) -> None:
         replicas = 3
         """
     expected = []
-    for line, key in ((6, "since"), (7, "group"), (8, "replicas")):
-        if key == "replicas" and "group" in has:
-            expected.append((line, "'replicas' is not supported yet by zaudio up — write one"))
-        elif key not in has:
+    for line, key in ((6, "since"), (7, "group")):
+        if key not in has:
             flag = NOT_YET["process"][key]
             expected.append(
                 (line, f"'{key}' is not supported yet: 'zaudio process' here has no {flag} option")
@@ -524,3 +523,37 @@ def test_locate_headers_and_keys() -> None:
     assert lines.of("recorder", "tone") == 19
     assert lines.of("array", 0, "x") == 22
     assert lines.of("array", 1, "x") == 24
+
+
+def test_replicas_of_a_group_processor_are_its_members(tmp_path: Path) -> None:
+    text = GOOD + 'group = "g"\nreplicas = 3\n'
+    pipeline = load(write(tmp_path, text))
+    (node,) = [n for n in pipeline.nodes if n.kind == "processor"]
+    assert node.replicas == 3
+    members = [p for p in pipeline.processes if p.kind == "processor"]
+    assert [m.name for m in members] == ["level.1", "level.2", "level.3"]
+    for m in members:  # the same command: members of one group, named after the table
+        assert m.args == node.args and m.replicas == 1
+        assert m.args[m.args.index("--group") + 1] == "g"
+        assert m.args[m.args.index("--name") + 1] == "level"
+    r = run("check", str(write(tmp_path, text)))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip().endswith("1 processor(s) (replicas: level x3)"), r.stdout
+
+
+def test_replicas_need_a_group_and_a_count(tmp_path: Path) -> None:
+    assert problems(tmp_path, GOOD + "replicas = 3\n") == [
+        (
+            10,
+            "replicas = 3 without a group would process every block 3 times — "
+            'add group = "NAME": the replicas then share the work, each block once',
+        )
+    ]
+    for bad in ("0", '"3"', "true", "1000"):
+        assert problems(tmp_path, GOOD + f'group = "g"\nreplicas = {bad}\n') == [
+            (11, f"invalid replicas {tomllib.loads('v = ' + bad)['v']!r} — "
+                 "give a whole number from 1 to 256")
+        ]  # fmt: skip
+    r = run("check", str(write(tmp_path, GOOD + "replicas = 2\n")))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr

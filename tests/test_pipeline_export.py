@@ -187,3 +187,31 @@ def test_k8s_export_with_keys_and_a_job(tmp_path: Path) -> None:
         f"--from-file=authorized.client.key={tmp_path / 'keys' / 'authorized' / 'client.key'}"
         in r.stdout
     )
+
+
+def test_replicas_export_as_one_service_and_one_deployment_of_n(tmp_path: Path) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text(
+        '[recorder.tone]\nsource = "sine:440"\n\n'
+        '[processor.vad]\nfunction = "level"\ntopics = ["tone"]\ngroup = "vad"\nreplicas = 3\n\n'
+        '[processor.once]\nfunction = "level"\ntopics = ["tone"]\ngroup = "o"\n'
+        'replicas = 2\nrestart = "no"\n'
+    )
+    out = tmp_path / "compose.yaml"
+    assert run("up", str(path), "--export", "compose", "-o", str(out)).returncode == 0
+    services = compose_config(out)["services"]
+    assert set(services) == {"proxy", "tone", "vad", "once"}
+    assert services["vad"]["deploy"]["replicas"] == 3
+    assert services["vad"]["command"][services["vad"]["command"].index("--group") + 1] == "vad"
+    assert "deploy" not in services["tone"]
+    r = run("up", str(path), "--export", "k8s")
+    assert r.returncode == 0, r.stderr
+    objects = {o["metadata"]["name"]: o for o in yaml.safe_load_all(r.stdout)}
+    for obj in objects.values():
+        check_manifest(obj)
+    assert objects["zaudio-vad"]["kind"] == "Deployment"
+    assert objects["zaudio-vad"]["spec"]["replicas"] == 3
+    assert objects["zaudio-tone"]["spec"]["replicas"] == 1
+    job = objects["zaudio-once"]
+    assert job["kind"] == "Job"
+    assert (job["spec"]["parallelism"], job["spec"]["completions"]) == (2, 2)

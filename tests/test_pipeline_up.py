@@ -328,3 +328,36 @@ def test_a_proxy_that_cannot_start_is_one_line_exit_1(tmp_path: Path) -> None:
     last = r.stderr.strip().splitlines()[-1]
     assert re.fullmatch(r"Error: the proxy exited \(exit 1\) before answering: .*", last), r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_replicas_run_as_members_of_one_group(tmp_path: Path) -> None:
+    port = free_ports(3)
+    control = f"tcp://127.0.0.1:{port}"
+    path = tmp_path / "p.toml"
+    path.write_text(
+        f'[proxy]\nport = {port}\n\n[recorder.tone]\nsource = "sine:440"\n\n'
+        '[processor.lvl]\nfunction = "level"\ntopics = ["tone"]\ngroup = "lvl"\nreplicas = 3\n'
+    )
+    with up(path, "--no-status") as (proc, _, err):
+
+        def sharing() -> dict[str, Any] | None:
+            assert proc.poll() is None, err.read_text()
+            try:
+                reply = listing(control)
+            except Exception:
+                return None
+            members = [n for n in reply["nodes"] if n["name"] == "lvl"]
+            groups = {g["name"]: g for g in reply["groups"]}
+            if len(members) != 3 or len(groups.get("lvl", {}).get("members", [])) != 3:
+                return None
+            shares = [(m.get("stats") or {}).get("group", {}).get("share") for m in members]
+            busy = all((m.get("stats") or {}).get("processed", 0) > 0 for m in members)
+            return reply if busy and shares == ["1/3"] * 3 else None
+
+        reply = wait_until(sharing, 40, "three replicas sharing group lvl")
+        pids = {n["pid"] for n in reply["nodes"] if n["name"] == "lvl"}
+        assert len(pids) == 3
+        assert "(5 nodes)" in err.read_text()  # proxy, recorder and 3 members
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, err.read_text()
+    assert all(gone(pid) for pid in pids)

@@ -18,7 +18,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,16 @@ class Node:
     env: Mapping[str, str]
     restart: Restart
     line: int
+    #: processes of a group processor (``replicas = N``): one ``zaudio process`` each
+    replicas: int = 1
+
+    def processes(self) -> list[Node]:
+        """The node as the processes ``zaudio up`` runs: one, or ``NAME.1`` .. ``NAME.N``."""
+        if self.replicas == 1:
+            return [self]
+        return [
+            replace(self, name=f"{self.name}.{k}", replicas=1) for k in range(1, self.replicas + 1)
+        ]
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,11 @@ class Pipeline:
     @property
     def directory(self) -> Path:
         return self.path.parent
+
+    @property
+    def processes(self) -> list[Node]:
+        """Every process ``zaudio up`` runs, in start order (replicas expanded)."""
+        return [p for node in self.nodes for p in node.processes()]
 
 
 def closest(word: str, known: Iterable[str]) -> str | None:
@@ -125,13 +140,6 @@ class _Checker:
 
     def unknown(self, where: tuple[str, ...], key: str, known: Iterable[str], command: str) -> None:
         known = list(known)
-        if key == "replicas" and "group" in known:
-            self.bad(
-                (*where, key),
-                "'replicas' is not supported yet by zaudio up",
-                "write one [processor.NAME] table per replica, each with the same group",
-            )
-            return
         if key in NOT_YET.get(command, {}):
             self.bad(
                 (*where, key),

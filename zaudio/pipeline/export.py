@@ -12,7 +12,9 @@ Each node becomes a service running the zaudio image with the very command line
   as they do under ``zaudio up``; a keys directory is mounted read-only at ``/keys``;
 - ``restart`` maps to compose's policy of the same name (compose has its own
   back-off: ``backoff`` and ``backoff_max`` are not carried over);
-- ``[env]`` and per-node ``env`` become each service's ``environment``.
+- ``[env]`` and per-node ``env`` become each service's ``environment``;
+- ``replicas = N`` (a group processor) becomes ``deploy: {replicas: N}``: N
+  containers of one service, members of the group (``--scale`` changes N).
 
 The text is YAML (block style, scalars JSON-quoted), with no dependency to write it.
 """
@@ -121,6 +123,8 @@ def to_compose(pipeline: Pipeline, base: str | os.PathLike[str] = ".", image: st
             service["environment"] = dict(node.env)
         if node.kind != "proxy" and pipeline.started_proxy:
             service["depends_on"] = ["proxy"]
+        if node.replicas != 1:
+            service["deploy"] = {"replicas": node.replicas}  # members of one group
         services[name] = service
     model = {"services": services, "networks": {"bus": {"internal": pipeline.started_proxy}}}
     header = [

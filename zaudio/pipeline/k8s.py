@@ -11,7 +11,9 @@ deploy/k8s/base (names ``zaudio-NAME``, the same labels, security context and
   proxy objects, the endpoint is kept);
 - a node with ``restart = "always"`` or ``"on-failure"``: a Deployment of one
   replica (Kubernetes restarts its pod whatever the exit code, with its own
-  back-off); ``restart = "no"``: a Job that runs once (``backoffLimit: 0``);
+  back-off), or of N for a group processor with ``replicas = N``; ``restart =
+  "no"``: a Job that runs once (``backoffLimit: 0``; ``parallelism: N`` with
+  replicas);
 - the working directory is ``/pipeline``: the image must hold the pipeline's
   folder there (``FROM zaudio`` + ``COPY . /pipeline``; ``--image``);
 - keys: the proxy mounts the Secret ``zaudio-proxy-keys`` (server keypair,
@@ -163,11 +165,19 @@ def _objects(pipeline: Pipeline, image: str) -> list[dict[str, Any]]:
                     "apiVersion": "batch/v1",
                     "kind": "Job",
                     "metadata": meta,
-                    "spec": {"backoffLimit": 0, "template": pod},
+                    "spec": {
+                        "backoffLimit": 0,
+                        **(
+                            {"parallelism": node.replicas, "completions": node.replicas}
+                            if node.replicas != 1
+                            else {}
+                        ),
+                        "template": pod,
+                    },
                 }
             )
             continue
-        spec: dict[str, Any] = {"replicas": 1}
+        spec: dict[str, Any] = {"replicas": node.replicas}
         if node.kind == "proxy":
             spec["strategy"] = {"type": "Recreate"}  # a rollout never runs two proxies
         spec["selector"] = {"matchLabels": _labels(name)}

@@ -4,8 +4,10 @@ A recorder ``[recorder.NAME]`` becomes ``zaudio record --stream NAME ...``
 (``stream`` may rename it), a processor ``[processor.NAME]`` becomes
 ``zaudio process FUNCTION --name NAME ...``. Besides each command's options a
 node takes ``restart``, ``backoff``, ``backoff_max`` and ``env``; a processor
-also ``function``. Sources and functions are tried here, the way the command
-would load them, so that a typo is a line of ``zaudio check`` rather than a
+also ``function``, and with a ``group`` ``replicas = N``: N members of that
+group (``NAME.1`` .. ``NAME.N`` under ``zaudio up``, one service or Deployment
+of N replicas when exported). Sources and functions are tried here, the way the
+command would load them, so that a typo is a line of ``zaudio check`` rather than a
 node that keeps restarting.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -213,7 +215,7 @@ def processor_node(c: _Checker, name: str, table: dict[str, Any], common: Common
 
     where = ("processor", name)
     opts = options("process")
-    values = c.values(where, table, opts, (*NODE_KEYS, "function"), "process")
+    values = c.values(where, table, opts, (*NODE_KEYS, "function", "replicas"), "process")
     _name(c, where, name, "processor")
     if "function" not in table:
         c.bad(
@@ -232,4 +234,27 @@ def processor_node(c: _Checker, name: str, table: dict[str, Any], common: Common
             c.bad_error((*where, "topics"), exc, "fix the topic")
     function = str(table.get("function", ""))
     args = ["process", function, "--name", name, *to_args(opts, values)]
-    return common.node(c, "processor", name, table, args)
+    node = common.node(c, "processor", name, table, args)
+    replicas = _replicas(c, where, table, values)
+    return replace(node, replicas=replicas) if replicas != 1 else node
+
+
+def _replicas(c: _Checker, where: tuple[str, ...], table: dict[str, Any], values: Any) -> int:
+    """``replicas``: 1 to MAX_ITEMS members of the processor's group (1 when absent)."""
+    from zaudio.bounds import MAX_ITEMS
+
+    if "replicas" not in table:
+        return 1
+    n = table["replicas"]
+    at = (*where, "replicas")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_ITEMS:
+        c.bad(at, f"invalid replicas {n!r}", f"give a whole number from 1 to {MAX_ITEMS}")
+        return 1
+    if n > 1 and "group" not in values:
+        c.bad(
+            at,
+            f"replicas = {n} without a group would process every block {n} times",
+            'add group = "NAME": the replicas then share the work, each block once',
+        )
+        return 1
+    return n

@@ -46,7 +46,6 @@ NOT_YET: dict[str, dict[str, str]] = {
         "pick": "--pick",
         "dtype": "--dtype",
         "group": "--group",
-        "replicas": "--group",
         "since": "--since",
     },
     "proxy": {

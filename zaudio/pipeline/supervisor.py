@@ -127,7 +127,7 @@ class Supervisor:
         self.pipeline = pipeline
         self.output = output or Output(sys.stdout, sys.stderr)
         self.quiet = quiet_children
-        self.children = [Child(n) for n in pipeline.nodes]
+        self.children = [Child(n) for n in pipeline.processes]
         self._client_keys: Any = None
         if pipeline.keys:
             from zaudio.security import Keys
