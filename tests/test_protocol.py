@@ -297,3 +297,24 @@ def test_decode_never_raises_anything_else(
         decode([topic, header, payload, *extra])
     except RemoteProtocolError:
         pass
+
+
+def test_decoder_counts_each_malformed_message_and_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from zaudio.decoding import Decoder
+
+    log = logging.getLogger("zaudio.test-decoder")
+    decoder = Decoder(log)
+    good = AudioStream("mic", 48000, 1).encode(np.zeros((4, 1), np.float32), t=1.0)
+    with caplog.at_level(logging.DEBUG, logger=log.name):
+        assert decoder([b"audio/mic\x00", b"{", b""]) is None
+        assert decoder([b"only one frame"]) is None
+        decoded = decoder(good)
+    assert decoder.malformed == 2
+    assert decoded is not None and decoded[0].stream == "mic" and decoded[1].shape == (4, 1)
+    levels = [r.levelno for r in caplog.records if r.name == log.name]
+    assert levels == [logging.WARNING, logging.DEBUG], caplog.text
+    assert "dropped a malformed message" in caplog.records[0].getMessage()

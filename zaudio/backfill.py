@@ -32,8 +32,9 @@ from typing import Any
 import msgspec
 
 from zaudio.control import History, HistoryReply
-from zaudio.errors import ConfigError, ProxyError, RemoteProtocolError, RequestRefused
-from zaudio.protocol import AudioHeader, decode
+from zaudio.decoding import Decoder
+from zaudio.errors import ConfigError, ProxyError, RequestRefused
+from zaudio.protocol import AudioHeader
 from zaudio.requester import Requester
 from zaudio.security import Keys
 from zaudio.tracking import CONFIRMED, GAP, RELEASED, RESTART, SKIP, Info, StreamTracker
@@ -79,9 +80,13 @@ class Backfill:
         self.covered = 0.0
         self.blocks = 0
         self.overlapped = 0
-        self.malformed = 0
+        self.decoder = Decoder(log)
         # (stream, src) -> seq of the last history block; removed once live passes it
         self._last: dict[tuple[str, str], int] = {}
+
+    @property
+    def malformed(self) -> int:
+        return self.decoder.malformed
 
     def fetch(
         self, control: str, prefixes: Sequence[bytes], keys: Keys | None, name: str = "node"
@@ -113,11 +118,10 @@ class Backfill:
             req.close()
         last = self._last
         for i in range(0, len(frames) - 2, 3):
-            try:
-                h, block = decode(frames[i : i + 3])
-            except RemoteProtocolError:
-                self.malformed += 1
+            decoded = self.decoder(frames[i : i + 3])
+            if decoded is None:
                 continue
+            h, block = decoded
             if type(h) is not AudioHeader:
                 continue
             self.items.append((h, block))

@@ -26,12 +26,12 @@ from zaudio.adapt import Adapter, adapted
 from zaudio.backfill import Backfill, as_history
 from zaudio.bus import recv_message
 from zaudio.client import NodeClient
-from zaudio.errors import RemoteProtocolError
+from zaudio.decoding import Decoder
 from zaudio.failures import Failures
 from zaudio.importer import Loaded
 from zaudio.outputs import Outputs
 from zaudio.overrun import SLOW_CALL, OverrunQueue
-from zaudio.protocol import AudioHeader, decode
+from zaudio.protocol import AudioHeader
 from zaudio.share import Membership
 from zaudio.tracking import (
     CONFIRMED,
@@ -78,12 +78,16 @@ class DeliveryPath:
         self._set_up = False
         self.received = 0
         self.processed = 0
-        self.malformed = 0
+        self.decoder = Decoder(log)
         self.ignored = 0
         self._last_end = 0.0  # end time (t + duration) of the last block processed
         self._last_done = 0.0  # perf_counter() when its call returned
         self._proc_total = 0.0
         self._audio_total = 0.0
+
+    @property
+    def malformed(self) -> int:
+        return self.decoder.malformed
 
     def _lag(self) -> float | None:
         """Seconds behind live when the last call finished: its end time minus the block's."""
@@ -94,13 +98,10 @@ class DeliveryPath:
 
     def _accept(self, frames: list[Any]) -> tuple[AudioHeader, Any] | None:
         """Decode one message (lock held); None if it is dropped (malformed, or not audio)."""
-        try:
-            h, block = decode(frames)
-        except RemoteProtocolError as exc:
-            self.malformed += 1
-            if self.malformed == 1 or log.isEnabledFor(logging.DEBUG):
-                log.warning("dropped a malformed message (%s); counting the rest", exc)
+        decoded = self.decoder(frames)
+        if decoded is None:
             return None
+        h, block = decoded
         if type(h) is not AudioHeader:
             self.ignored += 1
             return None

@@ -9,6 +9,7 @@ ends with a summary: blocks published and received per processor, drops (must be
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -25,11 +26,14 @@ from zaudio._children import stop_process
 from zaudio.bus import Inlet
 from zaudio.client import request
 from zaudio.connection import Connection
+from zaudio.decoding import Decoder
 from zaudio.endpoints import free_ports
-from zaudio.errors import RemoteProtocolError, ZaudioError
-from zaudio.protocol import AudioHeader, ResultHeader, decode
+from zaudio.errors import ZaudioError
+from zaudio.protocol import AudioHeader, ResultHeader
 
 __all__ = ["run_demo"]
+
+log = logging.getLogger(__name__)
 
 STREAM = "demo"
 PROCESSORS = ("level", "vad", "writer")
@@ -138,15 +142,16 @@ class _Display:
 
 
 def _listen(inlet: Inlet, state: _State, stop: threading.Event, rate_hint: int) -> None:
+    decoder = Decoder(log)
     while not stop.is_set():
         frames = inlet.recv(0.1)
         if frames is None:
             continue
         received = time.time()
-        try:
-            header, _ = decode(frames)
-        except RemoteProtocolError:
+        decoded = decoder(frames)
+        if decoded is None:
             continue
+        header = decoded[0]
         if isinstance(header, AudioHeader):
             state.published = max(state.published, header.seq + 1)
         elif isinstance(header, ResultHeader):

@@ -32,8 +32,9 @@ import zmq
 from zaudio.bus import recv_message
 from zaudio.client import NodeClient
 from zaudio.connection import Connection
-from zaudio.errors import ConfigError, LocalProtocolError, RemoteProtocolError
-from zaudio.protocol import ResultHeader, decode, validate_name
+from zaudio.decoding import Decoder
+from zaudio.errors import ConfigError, LocalProtocolError
+from zaudio.protocol import ResultHeader, validate_name
 from zaudio.security import Keys
 from zaudio.units import parse_duration
 
@@ -169,8 +170,10 @@ def results(
     order = Reorder(bound) if ordered else None
     counters = stats if stats is not None else {}
     counters.update(received=0, malformed=0)
+    decoder = Decoder(log)
 
     def count() -> dict[str, Any]:
+        counters["malformed"] = decoder.malformed
         if order is not None:
             counters.update(order.stats())
         return dict(counters)
@@ -204,12 +207,11 @@ def results(
             now = time.monotonic()
             if frames is not None:
                 quiet = now
-                try:
-                    h, _payload = decode(frames)
-                except RemoteProtocolError as exc:
-                    counters["malformed"] += 1
-                    log.debug("dropped a malformed message: %s", exc)
+                decoded = decoder(frames)
+                if decoded is None:
+                    count()
                     continue
+                h = decoded[0]
                 if type(h) is not ResultHeader:
                     continue
                 counters["received"] += 1

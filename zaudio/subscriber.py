@@ -27,8 +27,8 @@ from zaudio.backfill import Backfill, as_history, check_since
 from zaudio.bus import recv_message
 from zaudio.client import NodeClient
 from zaudio.connection import Connection, topic_patterns
-from zaudio.errors import RemoteProtocolError
-from zaudio.protocol import AudioHeader, decode
+from zaudio.decoding import Decoder
+from zaudio.protocol import AudioHeader
 from zaudio.security import Keys
 from zaudio.tracking import (
     CONFIRMED,
@@ -123,10 +123,14 @@ def subscribe(
     tracker = StreamTracker()
     counters = stats if stats is not None else {}
     counters.update(received=0, gaps=0, lost_frames=0, rejected=0, malformed=0)
+    decoder = Decoder(log)
 
     def count() -> dict[str, Any]:
         counters.update(
-            gaps=tracker.gaps, lost_frames=tracker.lost_frames, rejected=tracker.rejected
+            gaps=tracker.gaps,
+            lost_frames=tracker.lost_frames,
+            rejected=tracker.rejected,
+            malformed=decoder.malformed,
         )
         if adapter is not None:
             counters.update(unconvertible=adapter.unconvertible, clipped=adapter.clipped)
@@ -163,12 +167,11 @@ def subscribe(
                 frames = recv_message(sock)
             except zmq.Again:
                 return
-            try:
-                h, block = decode(frames)
-            except RemoteProtocolError as exc:
-                counters["malformed"] += 1
-                log.debug("dropped a malformed message: %s", exc)
+            decoded = decoder(frames)
+            if decoded is None:
+                count()
                 continue
+            h, block = decoded
             if type(h) is not AudioHeader:
                 continue
             if backfill is not None and backfill.overlaps(h):

@@ -31,8 +31,9 @@ from zaudio.bus import recv_message
 from zaudio.capture.writer import CaptureWriter, parse_rotate
 from zaudio.client import NodeClient
 from zaudio.connection import Connection
-from zaudio.errors import ConfigError, RemoteProtocolError
-from zaudio.protocol import AudioHeader, decode
+from zaudio.decoding import Decoder
+from zaudio.errors import ConfigError
+from zaudio.protocol import AudioHeader
 from zaudio.security import Keys
 from zaudio.tracking import CONFIRMED, StreamTracker
 
@@ -96,7 +97,8 @@ class Capture:
         self.conn = Connection(proxy, patterns, keys=keys)
         self.proxy = self.conn.control
         self.tracker = StreamTracker()
-        self.counters = {"received": 0, "results": 0, "malformed": 0, "written": 0, "bytes": 0}
+        self.counters = {"received": 0, "results": 0, "written": 0, "bytes": 0}
+        self.decoder = Decoder(log, "recorded")
         self.writer: CaptureWriter | None = None
 
     def stats(self) -> dict[str, Any]:
@@ -112,6 +114,7 @@ class Capture:
             "gaps": t.gaps,
             "lost_frames": t.lost_frames,
             "rejected": t.rejected,
+            "malformed": self.decoder.malformed,
         }
 
     def run(self, until: threading.Event | None = None) -> dict[str, Any]:
@@ -200,16 +203,14 @@ class Capture:
         received = clock.now()
         c = self.counters
         if len(frames) != 3:
-            c["malformed"] += 1  # the format holds three frames: not recordable
+            self.decoder.malformed += 1  # the format holds three frames: not recordable
             return
         topic, header, payload = frames
         writer.message(received, topic, header.buffer, payload.buffer)
-        try:
-            h, block = decode(frames)
-        except RemoteProtocolError as exc:
-            c["malformed"] += 1
-            log.debug("recorded a malformed message: %s", exc)
+        decoded = self.decoder(frames)
+        if decoded is None:
             return
+        h, block = decoded
         if type(h) is AudioHeader:
             c["received"] += 1
             if self.tracker.follow(h, block) == CONFIRMED:

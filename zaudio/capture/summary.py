@@ -10,17 +10,20 @@ both read audio this way.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from zaudio.capture.format import CaptureFile, Event, Message
-from zaudio.errors import RemoteProtocolError
-from zaudio.protocol import AudioHeader, Block, ResultHeader, decode
+from zaudio.decoding import Decoder
+from zaudio.protocol import AudioHeader, Block, ResultHeader
 from zaudio.tracking import CONFIRMED, RESTART, SKIP, StreamTracker
 
 __all__ = ["Captures", "Piece", "StreamSummary", "Summary", "blocks", "summarize"]
+
+log = logging.getLogger(__name__)
 
 
 class Captures:
@@ -38,12 +41,16 @@ class Captures:
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
         self.files = [CaptureFile(p) for p in paths]  # each checked before anything is read
-        self.malformed = 0
+        self.decoder = Decoder(log, "skipped")
         self.events: list[dict[str, Any]] = []
+
+    @property
+    def malformed(self) -> int:
+        return self.decoder.malformed
 
     def __iter__(self) -> Iterator[Message | Event]:
         """Every record, once (a second pass reads the files again)."""
-        self.malformed = 0
+        self.decoder = Decoder(log, "skipped")
         self.events = []
         for f in self.files:
             for rec in f:
@@ -57,12 +64,9 @@ class Captures:
         """Each message record with its decoded header (and audio block)."""
         for rec in self:
             if isinstance(rec, Message):
-                try:
-                    h, block = decode((rec.topic, rec.header, rec.payload))
-                except RemoteProtocolError:
-                    self.malformed += 1
-                    continue
-                yield rec, h, block  # type: ignore[misc]
+                decoded = self.decoder((rec.topic, rec.header, rec.payload))
+                if decoded is not None:
+                    yield (rec, *decoded)
 
     def named(self, name: str) -> list[dict[str, Any]]:
         """The events called ``name`` passed so far."""

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import zmq
 
-from zaudio.errors import RemoteProtocolError
-from zaudio.protocol import AudioHeader, decode
+from zaudio.decoding import Decoder
+from zaudio.protocol import AudioHeader
 from zaudio.security import Keys
 
 __all__ = ["Heard", "LevelTap"]
@@ -64,7 +64,12 @@ class LevelTap:
         self._since = time.monotonic()
         self._thread: threading.Thread | None = None
         self._listening: float | None = None  # monotonic time the subscription was confirmed
-        self.malformed = 0
+        self.decoder = Decoder(log)
+
+    @property
+    def malformed(self) -> int:
+        """Messages that did not decode."""
+        return self.decoder.malformed
 
     def listening_for(self) -> float:
         """Seconds since the subscription to every stream was in effect (0 before)."""
@@ -123,11 +128,10 @@ class LevelTap:
             conn.close(0)
 
     def _hear(self, frames: list[Any]) -> None:
-        try:
-            h, block = decode(frames)
-        except RemoteProtocolError:
-            self.malformed += 1
+        decoded = self.decoder(frames)
+        if decoded is None:
             return
+        h, block = decoded
         if type(h) is not AudioHeader or block is None:
             return
         squares = float(np.dot(block.ravel(), block.ravel()))

@@ -22,10 +22,11 @@ import numpy.typing as npt
 
 from zaudio.bus import Inlet
 from zaudio.client import Requester
+from zaudio.decoding import Decoder
 from zaudio.endpoints import resolve
-from zaudio.errors import ProxyError, RemoteProtocolError
+from zaudio.errors import ProxyError
 from zaudio.listing import node_summary
-from zaudio.protocol import AudioHeader, ResultHeader, decode, encode_json, subscription
+from zaudio.protocol import AudioHeader, ResultHeader, encode_json, subscription
 from zaudio.security import Keys
 
 __all__ = ["BANDS", "Meter", "Monitor"]
@@ -195,7 +196,7 @@ class Monitor:
         self.period = 1.0 / fps
         self.list_every = list_every
         self.meters: dict[str, Meter] = {}
-        self.errors = 0
+        self.decoder = Decoder(log)
         self.last_list: str | None = None
         self._linked = False
         self._stop = threading.Event()
@@ -212,6 +213,11 @@ class Monitor:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+
+    @property
+    def errors(self) -> int:
+        """Messages that did not decode."""
+        return self.decoder.malformed
 
     @property
     def running(self) -> bool:
@@ -266,13 +272,10 @@ class Monitor:
             req.close()
 
     def _handle(self, frames: list[Any], results: dict[str, dict[str, Any]]) -> None:
-        try:
-            header, block = decode(frames)
-        except RemoteProtocolError as exc:
-            self.errors += 1
-            if self.errors == 1:
-                log.warning("monitor dropped a malformed message: %s", exc)
+        decoded = self.decoder(frames)
+        if decoded is None:
             return
+        header, block = decoded
         if block is None or not isinstance(header, AudioHeader):
             if isinstance(header, ResultHeader):
                 results[header.processor] = _result_entry(header)
