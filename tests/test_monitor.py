@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from tests.helpers import proxy_process, spawn, wait_node, wait_until
+from tests.helpers import answers, proxy_process, spawn, stop, wait_node, wait_until
 from zaudio.bus import Publisher
+from zaudio.endpoints import free_ports
 from zaudio.listing import node_summary, topic_label
 from zaudio.web.monitor import Monitor
 
@@ -67,3 +68,40 @@ def test_monitor_list_says_what_a_processor_reads_not_its_output() -> None:
                 assert what("lvl") == "mic"
         finally:
             monitor.stop()
+
+
+def test_monitor_opens_its_connection_again_where_a_restarted_proxy_moved_its_data() -> None:
+    """Hello → connect → subscribe → confirm (zaudio.connection), again after an outage."""
+    heard: set[str] = set()
+    lock = threading.Lock()
+
+    def emit(text: str) -> None:
+        msg = json.loads(text)
+        if msg["type"] == "levels":
+            with lock:
+                heard.update(msg["streams"])
+
+    def hears(mic: Publisher, name: str) -> bool:
+        mic.send(np.full((800, 1), 0.1, np.float32))
+        with lock:
+            return name in heard
+
+    port = free_ports(5)
+    bus = f"tcp://127.0.0.1:{port}"
+    monitor = Monitor(bus, emit, list_every=0.1)
+    try:
+        with spawn("proxy", "--port", str(port)) as first:
+            wait_until(lambda: answers(bus), 15, "the first proxy")
+            monitor.start()
+            with Publisher("before", rate=8000, proxy=bus) as mic:
+                wait_until(lambda: hears(mic, "before"), 20, "levels through the first proxy")
+            stop(first)
+        # the same control port, the data ports moved: the monitor must ask again
+        moved = ("--pub-port", str(port + 3), "--sub-port", str(port + 4))
+        with spawn("proxy", "--port", str(port), *moved):
+            wait_until(lambda: answers(bus), 15, "the second proxy")
+            with Publisher("after", rate=8000, proxy=bus) as mic:
+                wait_until(lambda: hears(mic, "after"), 20, "levels through the moved proxy")
+        assert monitor.running and monitor.errors == 0
+    finally:
+        monitor.stop()

@@ -1,8 +1,9 @@
 """The subscriber connection: hello → connect → subscribe → confirm.
 
 Every receiving node opens its data sockets the same way, through
-:class:`Connection`: :class:`~zaudio.Processor`, :func:`zaudio.subscribe`, the
-demo and the test helpers. It asks the proxy where its data sockets are
+:class:`Connection`: :class:`~zaudio.Processor`, :func:`zaudio.subscribe`,
+:func:`zaudio.results`, the capture node, the demo, ``zaudio top``'s level tap, the
+web monitor and the test helpers. It asks the proxy where its data sockets are
 (``hello``), connects an :class:`~zaudio.bus.Inlet` (SUB) and an
 :class:`~zaudio.bus.Outlet` (XPUB), subscribes the inlet, and waits until the
 proxy confirms the subscriptions are in effect
@@ -89,38 +90,50 @@ class Connection:
         self.inlet = Inlet(keys=keys, hwm=hwm)
         self.outlet = Outlet(keys=keys)
         self.sock = self.inlet.sock
+        self._warned = False
 
     def open(self, timeout: float | None = None) -> bool:
         """Hello, connect, subscribe, confirm.
 
-        Retries while the proxy does not answer (warning once). False if ``stop``
-        was set, or ``timeout`` seconds passed, before it completed.
+        Retries while the proxy does not answer (warning once, until it answers).
+        False if ``stop`` was set, or ``timeout`` seconds passed, before it
+        completed. It may be called again, after a False or after the proxy was
+        away: the sockets follow the proxy's data endpoints if they moved, and
+        each subscription is made once.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def going() -> bool:
             return not self.stop.is_set() and (deadline is None or time.monotonic() < deadline)
 
-        warned = False
         while going():
             try:
                 hello = request(self.control, {"op": "hello"}, timeout=1.0, keys=self.keys)
                 break
             except ProxyUnreachable as exc:
-                if not warned:
+                if not self._warned:
                     log.warning("%s; retrying", exc)
-                    warned = True
+                    self._warned = True
                 self.stop.wait(0.2)
         else:
             return False
+        self._warned = False
         self.inlet.connect(resolve(str(hello["sub"]), self.control))
         self.outlet.connect(resolve(str(hello["pub"]), self.control))
         for prefix in self.prefixes:
-            self.inlet.subscribe(prefix)
+            if prefix not in self.inlet.topics:
+                self.inlet.subscribe(prefix)
         while going():
             if confirm_subscriptions(self.inlet, self.outlet, 0.5):
                 return True
         return False
+
+    def lost(self) -> bool:
+        """True if the proxy went away since :meth:`open` (it withdrew its READY
+        subscription from the outlet, or never gave it): :meth:`open` again, as the
+        proxy that comes back may have moved its data endpoints. Never blocks."""
+        self.outlet.pump()
+        return not self.outlet.ready
 
     def topics(self) -> list[str]:
         """The subscription prefixes, as the registration carries them."""

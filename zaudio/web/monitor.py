@@ -1,12 +1,15 @@
 """What the monitor page shows: levels, spectra and results from the bus, and ``list``.
 
 :class:`Meter` (pure numpy) turns one stream's blocks into a level and a spectrum
-column a few times per second. :class:`Monitor` is a thread that owns an
-:class:`~zaudio.bus.Inlet` subscribed to every audio stream and every result,
-and a :class:`~zaudio.client.Requester` asking the proxy for ``list`` every
-second (each node gets ``what``, the summary ``zaudio ls`` shows too); it hands each update, a JSON text, to ``emit`` (the server's fan-out to
-the open monitor pages). The data path is never slowed by it: the proxy drops
-what a slow subscriber cannot take, and this thread only decimates.
+column a few times per second. :class:`Monitor` is a thread that owns a
+:class:`~zaudio.connection.Connection` subscribed to every audio stream and every
+result (hello → connect → subscribe → confirm, like every receiving node; opened
+again after the proxy was away, as it may have moved), and a
+:class:`~zaudio.client.Requester` asking the proxy for ``list`` every second (each
+node gets ``what``, the summary ``zaudio ls`` shows too); it hands each update, a
+JSON text, to ``emit`` (the server's fan-out to the open monitor pages). The data
+path is never slowed by it: the proxy drops what a slow subscriber cannot take, and
+this thread only decimates.
 """
 
 from __future__ import annotations
@@ -20,13 +23,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from zaudio.bus import Inlet
 from zaudio.client import Requester
+from zaudio.connection import Connection
 from zaudio.decoding import Decoder
-from zaudio.endpoints import resolve
 from zaudio.errors import ProxyError
 from zaudio.listing import node_summary
-from zaudio.protocol import AudioHeader, ResultHeader, encode_json, subscription
+from zaudio.protocol import AudioHeader, ResultHeader, encode_json
 from zaudio.security import Keys
 
 __all__ = ["BANDS", "Meter", "Monitor"]
@@ -39,6 +41,8 @@ FFT = 1024
 FLOOR_DB = -100.0
 #: Largest result ``data`` forwarded as is (JSON bytes); bigger ones are summarised.
 MAX_RESULT = 2048
+#: Seconds one attempt to open the data connection may take (the ``list`` updates wait).
+OPEN_TIMEOUT = 2.0
 #: A stream with no block for this long leaves the monitor.
 STALE = 5.0
 
@@ -223,12 +227,10 @@ class Monitor:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _list(self, req: Requester, inlet: Inlet) -> None:
+    def _list(self, req: Requester, conn: Connection) -> None:
         try:
-            if not self._linked:  # (again) after the proxy was away: it may have moved
-                hello = req.request({"op": "hello"})
-                inlet.connect(resolve(str(hello["sub"]), req.endpoint))
-                self._linked = True
+            if not self._linked or conn.lost():  # (again) after an outage: it may have moved
+                self._linked = conn.open(timeout=OPEN_TIMEOUT)
             msg: dict[str, Any] = {"type": "list", **req.request({"op": "list"})}
             for node in msg.get("nodes") or []:
                 if isinstance(node, dict):  # the page shows the same words as `zaudio ls`
@@ -241,17 +243,16 @@ class Monitor:
         self.emit(text)
 
     def _run(self) -> None:
-        req = Requester(self.proxy, timeout=0.5, keys=self.keys)
-        inlet = Inlet(keys=self.keys, hwm=1000)
-        inlet.subscribe(subscription("*"))
-        inlet.subscribe(subscription("result/"))
+        conn = Connection(self.proxy, ["*", "result/"], keys=self.keys, hwm=1000, stop=self._stop)
+        inlet = conn.inlet
+        req = Requester(conn.control, timeout=0.5, keys=self.keys)
         results: dict[str, dict[str, Any]] = {}
         next_tick = next_list = time.monotonic()
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now >= next_list:
-                    self._list(req, inlet)
+                    self._list(req, conn)
                     next_list = time.monotonic() + self.list_every
                 if now >= next_tick:
                     self._tick(results)
@@ -268,7 +269,7 @@ class Monitor:
         except Exception:  # pragma: no cover - a bug; say so, the pages show it stopped
             log.exception("monitor thread failed")
         finally:
-            inlet.close()
+            conn.close(0)
             req.close()
 
     def _handle(self, frames: list[Any], results: dict[str, dict[str, Any]]) -> None:
