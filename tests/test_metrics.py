@@ -52,10 +52,13 @@ def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
 
 
 def recorder_counting(url: str) -> str | None:
-    """The scrape once it shows the recorder's stream counting, else None."""
-    text = scrape_text(url)
-    sent = one(parse(text), "zaudio_publisher_sent_blocks_total", stream="tone")
-    return text if sent else None
+    """The scrape once it shows the recorder's stream counting and the fast processor's
+    lag (a heartbeat after its first call: later than the recorder's first one under
+    load), else None."""
+    samples = parse(text := scrape_text(url))
+    sent = one(samples, "zaudio_publisher_sent_blocks_total", stream="tone")
+    lag = one(samples, "zaudio_processor_lag_seconds", name="fast")
+    return text if sent and lag is not None else None
 
 
 def test_scrape_while_a_recorder_a_fast_and_a_slow_processor_run() -> None:
