@@ -9,7 +9,7 @@ from typing import Any
 import click
 from zaudio.cli.options import client_keys, keys_option, proxy_option
 
-from zaudio.listing import group_rows, node_summary
+from zaudio.listing import group_rows, node_summary, sequencer_rows
 
 # Counters shown as columns, in this order, when any node has them.
 COUNTERS = ("sent", "received", "processed", "dropped", "gaps", "errors", "lag")
@@ -158,10 +158,10 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
                 ]
             )
         out.append(_table(rows))
-    groups = group_rows(listing)
-    if groups:
-        out.append("")
-        out.append(_table(groups))
+    for table in (group_rows(listing), sequencer_rows(listing)):
+        if table:
+            out.append("")
+            out.append(_table(table))
     if streams:
         by_id = {n.get("id"): n for n in nodes}
         rows = [["STREAM", "RATE", "CH", "PUBLISHER"]]

@@ -44,6 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "zaudio.cli.results:results",
         "Print a processor's or group's results (--ordered).",
     ),
+    "sequence": (
+        "zaudio.cli.sequence:sequence",
+        "Publish a group's audio output as one stream in index order.",
+    ),
 }
 
 

@@ -30,6 +30,7 @@ PUBLIC = [
     "RequestError",
     "RequestRefused",
     "ResultHeader",
+    "Sequencer",
     "ZaudioError",
     "__version__",
     "decode",

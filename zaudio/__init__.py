@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from zaudio.recorder import Recorder
     from zaudio.runtime import Info, Processor, run_processor
     from zaudio.security import Keys, keygen
+    from zaudio.sequencer import Sequencer
     from zaudio.subscriber import subscribe
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "RequestError",
     "RequestRefused",
     "ResultHeader",
+    "Sequencer",
     "ZaudioError",
     "__version__",
     "decode",
@@ -86,6 +88,7 @@ _LAZY = {
     "run_processor": "zaudio.runtime",
     "subscribe": "zaudio.subscriber",
     "results": "zaudio.ordered",
+    "Sequencer": "zaudio.sequencer",
     "NodeClient": "zaudio.client",
     "request": "zaudio.client",
     "Keys": "zaudio.security",

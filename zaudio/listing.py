@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["group_rows", "node_summary", "topic_label"]
+__all__ = ["group_rows", "node_summary", "sequencer_rows", "topic_label"]
 
 
 def topic_label(topic: str) -> str:
@@ -60,4 +60,23 @@ def group_rows(listing: Mapping[str, Any]) -> list[list[str]]:
                     str(stats.get("late", "-")),
                 ]
             )
+    return rows
+
+
+def sequencer_rows(listing: Mapping[str, Any]) -> list[list[str]]:
+    """One row per sequencer (zaudio.sequencer), header first; [] if none.
+
+    PARTS is how many members' parts it has read, RELEASED the blocks it
+    published in order, HELD those waiting for a missing one, SKIPPED the blocks
+    it gave up waiting for (the stream's ``seq`` jumps over them), LATE those that
+    came after their place went by, DUPLICATES those that came twice.
+    """
+    nodes = [n for n in listing.get("nodes") or [] if n.get("role") == "sequencer"]
+    if not nodes:
+        return []
+    columns = ["parts", "received", "released", "held", "skipped", "late", "duplicates"]
+    rows = [["SEQUENCER", *(c.upper() for c in columns)]]
+    for n in sorted(nodes, key=lambda n: str(n.get("name"))):
+        stats = n.get("stats") or {}
+        rows.append([str(n.get("name")), *(str(stats.get(c, "-")) for c in columns)])
     return rows

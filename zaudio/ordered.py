@@ -16,16 +16,22 @@ what was skipped is counted (``skipped`` results, ``skipped_frames``), as is a
 result that arrives after its place went by (``late``, dropped) or twice
 (``duplicates``). Nothing is lost silently; ``zaudio ls`` shows the counters of
 the consumer (role ``consumer``).
+
+:class:`Reorder` orders anything with a ``stream``, an ``index`` and ``frames``
+(:class:`Indexed`), and :func:`receive` is the one loop that feeds it from a
+socket: a group's audio output is put in order by the same two
+(:mod:`zaudio.sequencer`).
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import zmq
 
@@ -38,20 +44,37 @@ from zaudio.protocol import ResultHeader, validate_name
 from zaudio.security import Keys
 from zaudio.units import parse_duration
 
-__all__ = ["Reorder", "results"]
+__all__ = ["IDLE", "Indexed", "Reorder", "receive", "results"]
 
 log = logging.getLogger(__name__)
 
+#: Seconds :func:`receive` waits at most before it looks at its ``stop`` event.
+IDLE = 0.1
+
+
+class Indexed(Protocol):
+    """What :class:`Reorder` orders: a result, or a piece of audio (zaudio.sequencer)."""
+
+    @property
+    def stream(self) -> str: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def frames(self) -> int: ...
+
+
+T = TypeVar("T", bound=Indexed)
+
 
 @dataclass
-class _Stream:
-    held: list[tuple[int, int, float, ResultHeader]] = field(default_factory=list)
+class _Stream(Generic[T]):
+    held: list[tuple[int, int, float, T]] = field(default_factory=list)
     next: int | None = None  # the index expected next; None until the first release
     step: int | None = None  # the smallest distance seen between indices
     last: int | None = None  # the last index released
 
 
-class Reorder:
+class Reorder(Generic[T]):
     """Results in ``index`` order per stream, skipping a missing one after ``reorder`` seconds.
 
     Pure state (no sockets): :meth:`push` a result with its arrival time, then
@@ -61,12 +84,12 @@ class Reorder:
 
     def __init__(self, reorder: float) -> None:
         self.reorder = reorder
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, _Stream[T]] = {}
         self._n = 0
         self.released = self.skipped = self.skipped_frames = self.late = self.duplicates = 0
 
-    def push(self, r: ResultHeader, now: float) -> None:
-        s = self._streams.setdefault(r.stream, _Stream())
+    def push(self, r: T, now: float) -> None:
+        s = self._streams.setdefault(r.stream, _Stream[T]())
         if s.next is not None and r.index < s.next:
             if s.last is not None and r.index == s.last:
                 self.duplicates += 1
@@ -79,7 +102,7 @@ class Reorder:
         self._n += 1
         heapq.heappush(s.held, (r.index, self._n, now, r))
 
-    def pop(self, now: float) -> Iterator[ResultHeader]:
+    def pop(self, now: float) -> Iterator[T]:
         """Every result ready now, in index order per stream."""
         for s in self._streams.values():
             while s.held:
@@ -167,7 +190,7 @@ def results(
     except LocalProtocolError as exc:
         raise ConfigError(str(exc)) from None
     bound = parse_duration(reorder, "reorder")
-    order = Reorder(bound) if ordered else None
+    order = Reorder[ResultHeader](bound) if ordered else None
     counters = stats if stats is not None else {}
     counters.update(received=0, malformed=0)
     decoder = Decoder(log)
@@ -190,42 +213,63 @@ def results(
             stats=count,
             keys=keys,
         ).start()
-        sock = conn.sock
-        quiet = time.monotonic()
-        while True:
-            now = time.monotonic()
-            due = order.wait(now) if order is not None else None
-            left = None if timeout is None else quiet + timeout - now
-            waits = [w for w in (due, left) if w is not None and w > 0] or (
-                [0.0] if due is not None or left is not None else []
-            )
-            sock.rcvtimeo = -1 if not waits else max(1, int(min(waits) * 1000))
-            try:
-                frames = recv_message(sock)
-            except zmq.Again:
-                frames = None
-            now = time.monotonic()
-            if frames is not None:
-                quiet = now
-                decoded = decoder(frames)
-                if decoded is None:
-                    count()
-                    continue
-                h = decoded[0]
-                if type(h) is not ResultHeader:
-                    continue
-                counters["received"] += 1
-                if order is None:
-                    yield h
-                    continue
-                order.push(h, now)
-            if order is not None:
-                yield from order.pop(now)
-            idle = frames is None and timeout is not None and now - quiet >= timeout
-            if idle and (order is None or order.wait(now) is None):
-                return
+
+        def accept(frames: list[Any]) -> ResultHeader | None:
+            decoded = decoder(frames)
+            if decoded is None:
+                count()
+                return None
+            h = decoded[0]
+            if type(h) is not ResultHeader:
+                return None
+            counters["received"] += 1
+            return h
+
+        yield from receive(conn.sock, accept, order, timeout=timeout)
     finally:
         count()
         if client is not None:
             client.close()
         conn.close(0)
+
+
+def receive(
+    sock: zmq.Socket[Any],
+    accept: Callable[[list[Any]], T | None],
+    order: Reorder[T] | None,
+    *,
+    timeout: float | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[T]:
+    """Receive messages, ``accept`` each (None: dropped), and yield what is ready.
+
+    With ``order``, items go through it and come out in index order (a missing
+    one skipped after its bound); without, as they come. Ends when ``stop`` is
+    set (looked at every :data:`IDLE` s), or when nothing arrived for
+    ``timeout`` seconds and nothing held is due.
+    """
+    quiet = time.monotonic()
+    while stop is None or not stop.is_set():
+        now = time.monotonic()
+        due = order.wait(now) if order is not None else None
+        left = None if timeout is None else quiet + timeout - now
+        waits = [w for w in (due, left, IDLE if stop is not None else None) if w is not None]
+        sock.rcvtimeo = max(1, int(max(0.0, min(waits)) * 1000)) if waits else -1
+        try:
+            frames = recv_message(sock)
+        except zmq.Again:
+            frames = None
+        now = time.monotonic()
+        if frames is not None:
+            quiet = now
+            item = accept(frames)
+            if item is not None:
+                if order is None:
+                    yield item
+                else:
+                    order.push(item, now)
+        if order is not None:
+            yield from order.pop(now)
+        idle = frames is None and timeout is not None and now - quiet >= timeout
+        if idle and (order is None or order.wait(now) is None):
+            return

@@ -135,6 +135,12 @@ class Outputs:
             self.client.update(streams=pub.registration()["streams"])
         pub.send(out, info.t, index=info.index)
 
+    def skip(self, blocks: int) -> None:
+        """``blocks`` blocks of the audio output that are never sent (a re-sequencing skipped
+        them, zaudio.sequencer): its ``seq`` jumps past them, so receivers see the gap."""
+        if self.audio is not None:
+            self.audio.skip(0, blocks)
+
     def close(self) -> None:
         """Send what the audio output still holds (bounded), counting what is left."""
         if self.audio is not None:

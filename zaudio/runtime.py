@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from zaudio.backfill import Backfill
+from zaudio.background import Background
 from zaudio.client import NodeClient
 from zaudio.connection import Connection
 from zaudio.delivery import DeliveryPath
@@ -39,6 +40,7 @@ from zaudio.options import processor_options
 from zaudio.outputs import Outputs
 from zaudio.overrun import OverrunPolicy, OverrunQueue
 from zaudio.security import Keys
+from zaudio.sequencer import part_stream
 from zaudio.share import Membership, group_spec
 from zaudio.tracking import Info, StreamTracker
 
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 Overrun = OverrunPolicy
 
 
-class Processor(DeliveryPath):
+class Processor(Background, DeliveryPath):
     """Run a function on every block (or window) of the streams it subscribes to.
 
     Parameters
@@ -93,7 +95,9 @@ class Processor(DeliveryPath):
     group : str, optional
         Share the work with every processor of this group (zaudio.groups): each
         block, or window, is processed by one live member; results go to
-        ``result/<group>``; ``name`` defaults to the group.
+        ``result/<group>``; ``name`` defaults to the group. Arrays go to the
+        member's part ``<output>/part/<src>`` (:attr:`output`);
+        ``zaudio sequence OUTPUT`` publishes the parts as one ordered stream.
     since : str or float, optional
         Start this long before live (``"2s"``): the proxy's history first (it must
         run with ``--history``; :mod:`zaudio.backfill`), every block in order with
@@ -151,6 +155,8 @@ class Processor(DeliveryPath):
         )
         self.loaded: Loaded = o.loaded
         self.name, self.output, self.topics = o.name, o.output, o.topics
+        if group is not None:  # each member's arrays are a part; zaudio.sequencer orders them
+            self.output = part_stream(o.output)
         self.window, self.hop, self._windows = o.window, o.hop, o.windows
         if group is not None and self._windows is not None:
             self._windows.align = True  # every member cuts the same windows
@@ -218,30 +224,8 @@ class Processor(DeliveryPath):
 
     # -- lifecycle -------------------------------------------------------------
 
-    def start(self) -> Processor:
-        """Run in a background thread (see :meth:`run`); stop it with :meth:`stop`."""
-        self._thread = threading.Thread(target=self._run_thread, name="zaudio-processor")
-        self._thread.start()
-        return self
-
-    def _run_thread(self) -> None:
-        try:
-            self.run()
-        except Exception as exc:
-            self.error = exc
-            log.error("processor %r stopped: %s", self.name, exc)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask :meth:`run` to finish; wait for the background thread if :meth:`start` made one."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def __enter__(self) -> Processor:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _what(self) -> str:
+        return f"processor {self.name!r}"
 
     @property
     def ready(self) -> bool:
