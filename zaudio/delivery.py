@@ -7,10 +7,14 @@ block and window goes through, and the counters it keeps::
            \\--(overrun.py's helper while a call runs slow)--> queue --/         |
     history (backfill.py, with since=) -----------------------------------> call(fn) -> outputs
 
-An in-order whole block with no conversion and no windows takes the shortest way
-(receive, decode, track, :class:`~zaudio.tracking.Info`, call): on a cold cache every
-Python call and numpy operation before the user's function costs ~5-40 us of its
-latency (docs/benchmarks.md), so what can wait (the NaN/inf check) runs after it.
+An in-order whole block with no conversion and no windows takes the shortest way:
+once a stream's block was delivered in order, its next header is predicted as bytes
+(:mod:`zaudio.expected`), and a block whose header is that prediction is received,
+matched, given its :class:`~zaudio.tracking.Info` and passed to the function, with no
+header decode and no sorting by the tracker; any other block takes the full path
+(decode, track, dispatch). On a cold cache every Python call and numpy operation
+before the user's function costs ~5-40 us of its latency (docs/benchmarks.md), so
+what can wait (the NaN/inf check, the next prediction) runs after it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from zaudio.backfill import Backfill, as_history
 from zaudio.bus import recv_message
 from zaudio.client import NodeClient
 from zaudio.decoding import Decoder
+from zaudio.expected import Expected
 from zaudio.failures import Failures
 from zaudio.importer import Loaded
 from zaudio.outputs import Outputs
@@ -133,11 +138,17 @@ class DeliveryPath:
         call = self._call
         check = tracker.check
         plain = self._windows is None and self.adapter is None
+        # The in-order fast path (zaudio.expected): each topic's predicted next
+        # header. Not with windows, conversion or history to merge.
+        expected: dict[bytes, Expected] | None = {} if plain and self.backfill is None else None
         item: tuple[AudioHeader, Any] | None
+        frames: list[Any] | None
         while not is_set():
+            hit = fast = None
             with lock:
                 if q:
                     item = q.popleft()
+                    frames = None
                 else:
                     try:
                         frames = recv(sock)
@@ -147,19 +158,31 @@ class DeliveryPath:
                     # A burst the function keeps up with stays in ZeroMQ's queue;
                     # only a call that falls behind makes the helper apply the
                     # overrun policy.
-                    item = accept(frames)
-                    if item is None:
-                        continue
-                h, block = item
-                verdict = follow(h, block)
-                if verdict in (CONFIRMED, RELEASED):
-                    held_h, held_block = tracker.release()
+                    if expected is not None:
+                        hit = expected.get(frames[0])
+                        if hit is not None:
+                            fast = hit.match(frames)
+                    if fast is not None:
+                        self.received += 1
+                        item = None
+                    else:
+                        item = accept(frames)
+                        if item is None:
+                            continue
+                if item is not None:
+                    h, block = item
+                    verdict = follow(h, block)
+                    if verdict in (CONFIRMED, RELEASED):
+                        held_h, held_block = tracker.release()
+            if hit is not None and fast is not None:
+                info, block = fast
+                call(block, info, outputs)
+                hit.advance()
+                check(info.stream, block)  # after the call: nothing waits on it
+                continue
             if verdict == IN_ORDER and plain:
                 # what _deliver does for an in-order block, without its dispatch
-                info = Info(
-                    h.v, h.stream, h.src, h.seq, h.index, h.t, h.rate, h.channels, h.frames,
-                )  # fmt: skip
-                call(block, info, outputs)
+                call(block, info_of(h, False, False), outputs)
                 check(h.stream, block)  # after the call: nothing waits on it
             elif verdict == CONFIRMED:
                 deliver(held_h, held_block, True, False, outputs)
@@ -168,6 +191,15 @@ class DeliveryPath:
                 deliver(held_h, held_block, True, False, outputs)
             elif verdict != SKIP:
                 deliver(h, block, verdict == GAP, verdict == RESTART, outputs)
+            if expected is not None:
+                if frames is None:
+                    expected.clear()  # the queue's blocks moved positions: predict afresh
+                else:
+                    hit = Expected.of(h, frames[1].bytes, tracker)
+                    if hit is None:
+                        expected.pop(frames[0], None)
+                    else:
+                        expected[frames[0]] = hit
 
     def _deliver(
         self,

@@ -52,6 +52,7 @@ __all__ = [
     "result_topic",
     "subscription",
     "validate_name",
+    "view_block",
 ]
 
 VERSION: Final = 1
@@ -160,18 +161,22 @@ def decode(
                 f"{header.frames} x {header.channels} x 4",
                 "payload",
             )
-        # A read-only view makes a read-only array: cheaper than setting its flags
-        # (this runs once per block, often on a cold cache; see docs/benchmarks.md).
-        if not payload.readonly:
-            payload = payload.toreadonly()
-        block = np.ndarray((header.frames, header.channels), _F32, payload)
-        return header, block
+        return header, view_block(payload, (header.frames, header.channels))
     assert type(header) is ResultHeader  # the decoder yields one of the two
     if kind is not RESULT or header.processor != name:
         raise RemoteProtocolError("topic and header processor disagree", "topic")
     if payload.nbytes:
         raise RemoteProtocolError("a result carries an empty payload", "payload")
     return header, None
+
+
+def view_block(payload: memoryview, shape: tuple[int, int]) -> Block:
+    """A read-only float32 array of ``shape`` over ``payload`` (of the right size), no copy."""
+    # A read-only view makes a read-only array: cheaper than setting its flags
+    # (this runs once per block, often on a cold cache; see docs/benchmarks.md).
+    if not payload.readonly:
+        payload = payload.toreadonly()
+    return np.ndarray(shape, _F32, payload)
 
 
 def _as_block(block: npt.ArrayLike, channels: int) -> Block:

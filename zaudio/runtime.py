@@ -8,6 +8,7 @@ a module of its own::
     overrun.py      the bounded queue, and the helper that drains the socket into it
                     only while one call of the function runs slow
     tracking.py     per stream: in order, gap, restart, or a stray block (held/rejected)
+    expected.py     per stream: the next in-order header, predicted as bytes (the fast path)
     adapt/          format adaptation (rate, channels, int16), decided once per stream
     windows.py      re-blocking into exact windows, fed by one call
     outputs.py      what the function returns: results and audio back on the bus

@@ -57,6 +57,7 @@ __all__ = [
     "SKIP",
     "Info",
     "StreamTracker",
+    "Track",
     "info_of",
 ]
 
@@ -119,7 +120,7 @@ def info_of(h: AudioHeader, gap: bool, restart: bool) -> Info:
     )
 
 
-class _Track:
+class Track:
     """One stream: the next expected ``src``/``seq``/``index``, our own drops, a held block."""
 
     __slots__ = ("held", "index", "own_frames", "own_msgs", "seq", "src")
@@ -157,7 +158,7 @@ class StreamTracker:
     )
 
     def __init__(self) -> None:
-        self._tracks: dict[str, _Track] = {}
+        self._tracks: dict[str, Track] = {}
         self._pending: list[tuple[str, Any]] = []
         self._nonfinite: dict[str, int] = {}
         self._released: tuple[AudioHeader, Any] | None = None
@@ -188,10 +189,10 @@ class StreamTracker:
                 verdict = RESTART
                 if track.held is not None:
                     self.rejected += 1  # never confirmed before the run ended
-            self._tracks[h.stream] = _Track(h)
+            self._tracks[h.stream] = Track(h)
         return verdict
 
-    def _discontinuity(self, h: AudioHeader, block: Any, track: _Track) -> int:
+    def _discontinuity(self, h: AudioHeader, block: Any, track: Track) -> int:
         held = track.held
         if held is not None:
             hh = held[0]
@@ -218,12 +219,26 @@ class StreamTracker:
         track.held = (h, block)
         return SKIP
 
-    def _count_loss(self, h: AudioHeader, track: _Track) -> None:
+    def _count_loss(self, h: AudioHeader, track: Track) -> None:
         missing = h.seq - track.seq - track.own_msgs
         lost = h.index - track.index - track.own_frames
         track.own_msgs = track.own_frames = 0
         self.gaps += missing if missing > 0 else 1
         self.lost_frames += lost if lost > 0 else 0
+
+    def after(self, h: AudioHeader) -> Track | None:
+        """The position of ``h``'s stream if it is right after ``h`` with nothing held
+        (``h`` was the last block delivered); None otherwise (:mod:`zaudio.expected`)."""
+        track = self._tracks.get(h.stream)
+        if (
+            track is None
+            or track.held is not None
+            or track.src != h.src
+            or track.seq != h.seq + 1
+            or track.index != h.index + h.frames
+        ):
+            return None
+        return track
 
     def release(self) -> tuple[AudioHeader, Any]:
         """The held block a :data:`CONFIRMED` or :data:`RELEASED` verdict let go
