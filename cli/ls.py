@@ -105,6 +105,25 @@ def _history(proxy: dict[str, Any]) -> list[str]:
     return out
 
 
+def _upstream(proxy: dict[str, Any]) -> list[str]:
+    """The link to a hub (``--upstream``, zaudio.federation): state, losses, traffic."""
+    u = proxy.get("upstream")
+    if not isinstance(u, dict):
+        return []
+    from zaudio.units import format_bytes
+
+    state = "up" if u.get("up") else f"DOWN ({u.get('error') or 'disconnected'})"
+    return [
+        f"upstream {u.get('endpoint', '?')} (hub {u.get('hub') or '?'!r}): {state}; "
+        f"{u.get('losses', 0)} losses, {u.get('reconnects', 0)} reconnects; "
+        f"{u.get('mirrored', 0)} nodes mirrored, {u.get('conflicts', 0)} refused; "
+        f"in {u.get('received', 0)} ({format_bytes(u.get('received_bytes', 0))}), "
+        f"out {u.get('sent', 0)} ({format_bytes(u.get('sent_bytes', 0))}), "
+        f"{u.get('echoed', 0)} echoed, {u.get('dropped', 0)} dropped; "
+        f"clock offset {u.get('offset', 0):+.6f} s"
+    ]
+
+
 def render(listing: dict[str, Any], now: float | None = None) -> str:
     """The human-readable view of a ``list`` reply."""
     now = time.time() if now is None else now
@@ -122,6 +141,7 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
             f"{_forwarded(proxy.get('forwarded'))}{_publishers(proxy)})"
         )
         out.extend(_history(proxy))
+        out.extend(_upstream(proxy))
         out.append("")
     if not nodes:
         out.append("no nodes registered")
@@ -164,7 +184,7 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
             out.append(_table(table))
     if streams:
         by_id = {n.get("id"): n for n in nodes}
-        rows = [["STREAM", "RATE", "CH", "PUBLISHER"]]
+        rows = [["STREAM", "RATE", "CH", "PUBLISHER", "ORIGIN"]]
         for s in sorted(streams, key=lambda s: str(s.get("name"))):
             owner = by_id.get(s.get("node"), {})
             rows.append(
@@ -173,6 +193,7 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
                     str(s.get("rate")),
                     str(s.get("channels")),
                     f"{owner.get('name', '?')} ({s.get('node')})",
+                    str(s.get("origin") or "-") + (f" via {s['via']}" if s.get("via") else ""),
                 ]
             )
         out.append("")

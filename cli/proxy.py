@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import click
-from zaudio.cli.options import check_port, keys_option, server_keys, stop_on_signals
+from zaudio.cli.options import (
+    check_port,
+    client_keys,
+    keys_option,
+    server_keys,
+    stop_on_signals,
+)
 
 
 @click.command()
@@ -33,6 +39,19 @@ from zaudio.cli.options import check_port, keys_option, server_keys, stop_on_sig
     metavar="N",
     help="The bound of everything --history keeps (500MB, 1GiB); the oldest goes first, counted.",
 )
+@click.option(
+    "--upstream",
+    default=None,
+    metavar="EP",
+    help="Federate with the hub proxy whose control endpoint is EP (tcp://HUB:5555).",
+)
+@click.option(
+    "--upstream-keys",
+    default=None,
+    metavar="DIR",
+    help="CurveZMQ client keys for the hub (its server.key, our client keypair) [--keys].",
+)
+@click.option("--name", default=None, help="This proxy's name in 'zaudio ls' [HOSTNAME:PORT].")
 @keys_option
 def proxy(
     host: str,
@@ -44,6 +63,9 @@ def proxy(
     metrics: str | None,
     history: str | None,
     history_bytes: str,
+    upstream: str | None,
+    upstream_keys: str | None,
+    name: str | None,
 ) -> None:
     """Run the forwarder (XSUB -> XPUB) and the control channel (REP)."""
     from zaudio.proxy import Proxy
@@ -56,6 +78,14 @@ def proxy(
     # one line and exit 2 for a bad value (cli/main.py)
     keep = parse_duration(history, "--history") if history is not None else None
     keep_bytes = parse_bytes(history_bytes, "--history-bytes")
+    hub = hub_keys = None
+    if upstream is not None:
+        from zaudio.endpoints import control_endpoint
+
+        hub = control_endpoint(upstream, "--upstream")
+        hub_keys = client_keys(upstream_keys or keys)
+    if name is not None and not name.strip():
+        raise click.BadParameter("must not be empty", param_hint="--name")
     where = None
     if metrics is not None:
         from zaudio.metrics import MetricsServer, metrics_address
@@ -72,6 +102,9 @@ def proxy(
         heartbeat=heartbeat,
         history=keep,
         history_bytes=keep_bytes,
+        name=name,
+        upstream=hub,
+        upstream_keys=hub_keys,
     )
     # /metrics is served before the control port answers: whoever finds the proxy
     # up can scrape it (until start() the proxy's own counters are 0, its forwarder's absent)
@@ -85,6 +118,8 @@ def proxy(
         )
         if server is not None:
             click.echo(f"zaudio proxy: metrics {server.url}")
+        if hub is not None:
+            click.echo(f"zaudio proxy: {p.name!r}, upstream {hub}")
         if keep is not None:
             click.echo(f"zaudio proxy: history {keep:g} s, at most {format_bytes(keep_bytes)}")
         stop.wait()

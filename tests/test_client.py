@@ -178,7 +178,9 @@ def test_reregistration_after_proxy_restart_holds_exactly_what_it_held() -> None
             before = wait_until(
                 lambda: (h := _held(control))[1] and h[0][0]["stats"] and h, 5, "announcement"
             )
-            assert before[1] == [{"name": "proc-out", "rate": 16000, "channels": 2}]
+            assert [{k: s[k] for k in ("name", "rate", "channels")} for s in before[1]] == [
+                {"name": "proc-out", "rate": 16000, "channels": 2}
+            ]
             proc.send_signal(signal.SIGKILL)
             proc.wait(5)
             with spawn("proxy", "--port", port) as proc2:
@@ -214,6 +216,8 @@ def test_ls_table_and_json(proxy: Proxy) -> None:
         "rate": 16000,
         "channels": 2,
         "node": listing["nodes"][0]["id"],
+        "origin": proxy.name,  # the proxy it is registered at (federation's extension)
+        "via": "",
     }
 
 

@@ -163,7 +163,8 @@ def test_proxy_keeps_only_checked_fields(proxy: Proxy) -> None:
     assert reg["ok"], reg
     node = op(proxy.control, op="list")["nodes"][0]
     assert set(node) == {"id", "role", "name", "host", "pid", "streams", "topics", "outputs",
-                         "since", "last_seen", "stats"}  # fmt: skip
+                         "since", "last_seen", "stats", "origin", "via"}  # fmt: skip
+    assert (node["origin"], node["via"]) == (proxy.name, "")  # federation (extension)
     assert node["stats"] == {"sent": 4}  # a registration may bring its counters (extension)
     assert node["streams"] == [{"name": "mic", "rate": 8000, "channels": 1}]
     # a heartbeat over a bound is refused and changes nothing

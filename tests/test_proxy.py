@@ -107,7 +107,11 @@ def test_register_list_heartbeat_disconnect(proxy: Proxy) -> None:
     assert rec["stats"] == {"sent": 7}
     assert rec["since"] <= rec["last_seen"]
     assert nodes[proc["id"]]["topics"] == ["audio/mic"]
-    assert listing["streams"] == [{"name": "mic", "rate": 48000, "channels": 2, "node": reg["id"]}]
+    # origin (extension): the proxy the publisher is registered at; via: empty, not learned
+    assert listing["streams"] == [
+        {"name": "mic", "rate": 48000, "channels": 2, "node": reg["id"], "origin": proxy.name,
+         "via": ""}
+    ]  # fmt: skip
     # an output's format is announced with a heartbeat (extension) and then listed
     assert op(
         proxy.control,

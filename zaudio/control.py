@@ -126,6 +126,8 @@ class Register(_Request, frozen=True, tag="register"):
 
     ``stats`` is a zaudio extension: a node registering again (after the proxy
     restarted) brings its counters along, so the registry holds what it held.
+    ``origin`` (extension, zaudio.federation) names the proxy the node is really
+    registered at, when a site proxy mirrors it to its hub.
     """
 
     role: _Word
@@ -137,6 +139,7 @@ class Register(_Request, frozen=True, tag="register"):
     outputs: _Names = []
     stats: Stats | None = None
     group: GroupSpec | None = None
+    origin: _Word | None = None
 
     def __post_init__(self) -> None:
         for out in self.outputs:

@@ -16,13 +16,13 @@ _HOST_PORT_RE = re.compile(r"(?P<host>\[[^\]]+\]|[^:/\s\[\]]+)(?::(?P<port>[^:]*
 _USE = "use tcp://HOST:PORT (e.g. tcp://127.0.0.1:5555)"
 
 
-def _port(proxy: str, port: str) -> int:
+def _port(proxy: str, port: str, what: str) -> int:
     if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ConfigError(f"invalid proxy address {proxy!r}: the port must be 1-65535; {_USE}")
+        raise ConfigError(f"invalid {what} {proxy!r}: the port must be 1-65535; {_USE}")
     return int(port)
 
 
-def control_endpoint(proxy: str | None) -> str:
+def control_endpoint(proxy: str | None, what: str = "proxy address") -> str:
     """Normalise and check a ``--proxy`` value: ``HOST``, ``HOST:PORT`` or ``tcp://HOST:PORT``.
 
     ``ipc://PATH`` and ``inproc://NAME`` pass as they are. A ``tcp://`` endpoint
@@ -38,18 +38,18 @@ def control_endpoint(proxy: str | None) -> str:
     proxy = proxy.strip()
     m = _EP_RE.match(proxy)
     if m is None and "://" in proxy:
-        raise ConfigError(f"invalid proxy address {proxy!r}: {_USE}")
+        raise ConfigError(f"invalid {what} {proxy!r}: {_USE}")
     if m and m["scheme"] != "tcp":
         return proxy
     rest = m["rest"] if m else proxy
     hp = _HOST_PORT_RE.match(rest)
     if not hp:
-        raise ConfigError(f"invalid proxy address {proxy!r}: {_USE}")
+        raise ConfigError(f"invalid {what} {proxy!r}: {_USE}")
     if hp["port"] is None:
         if m:  # tcp:// without a port: zmq cannot connect to it
-            raise ConfigError(f"invalid proxy address {proxy!r}: no port; {_USE}")
+            raise ConfigError(f"invalid {what} {proxy!r}: no port; {_USE}")
         return f"tcp://{hp['host']}:5555"
-    return f"tcp://{hp['host']}:{_port(proxy, hp['port'])}"
+    return f"tcp://{hp['host']}:{_port(proxy, hp['port'], what)}"
 
 
 def _split(endpoint: str) -> tuple[str, str, str]:

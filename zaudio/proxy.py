@@ -19,7 +19,7 @@ inproc endpoint the store of :mod:`zaudio.history` subscribes to; its
 from __future__ import annotations
 
 import logging
-import os
+import socket
 import threading
 import time
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 import zmq
 
+from zaudio import clock
 from zaudio._version import __version__
 from zaudio.control import (
     MAX_REQUEST,
@@ -37,8 +38,6 @@ from zaudio.control import (
     History,
     HistoryReply,
     List,
-    ListReply,
-    ProxyInfo,
     RateLimited,
     Register,
     Time,
@@ -50,12 +49,14 @@ from zaudio.control import (
 from zaudio.cutoffs import PublisherWatch
 from zaudio.endpoints import is_loopback
 from zaudio.errors import RequestError, ZaudioError
+from zaudio.federation import Federation
 from zaudio.forwarder import Forwarder
 from zaudio.groups import Groups
 from zaudio.history import DEFAULT_BYTES
 from zaudio.history import History as Store
 from zaudio.limits import BURST, LIST_ENTRIES_PER_TOKEN, RATE, PeerLimiter
 from zaudio.protocol import MAX_HEADER, MAX_PAYLOAD, READY
+from zaudio.proxylist import listing
 from zaudio.registry import MISSES, Registry
 from zaudio.security import Keys
 
@@ -99,6 +100,11 @@ class Proxy:
         (op ``history``, :mod:`zaudio.history`); off by default.
     history_bytes : int
         The bound of everything kept, in bytes (256 MiB by default).
+    name : str, optional
+        This proxy's name in ``list`` (``origin``); ``HOSTNAME:PORT`` by default.
+    upstream : str, optional
+        A hub proxy's control endpoint to federate with (:mod:`zaudio.federation`),
+        reached with ``upstream_keys`` (CurveZMQ client keys) if given.
 
     Examples
     --------
@@ -121,6 +127,9 @@ class Proxy:
         request_burst: float = BURST,
         history: float | None = None,
         history_bytes: int = DEFAULT_BYTES,
+        name: str | None = None,
+        upstream: str | None = None,
+        upstream_keys: Keys | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -129,7 +138,8 @@ class Proxy:
         self.keys = keys
         self.hwm = hwm
         self.max_message = max_message
-        self.registry = Registry(heartbeat)
+        self.name = name or f"{socket.gethostname()}:{port}"
+        self.registry = Registry(heartbeat, self.name)
         self.groups = Groups(heartbeat)
         self.limiter = PeerLimiter(request_rate, request_burst)
         self.requests = 0
@@ -145,6 +155,10 @@ class Proxy:
         self.history_bytes = history_bytes
         self.history: Store | None = None
         self._attached: list[Any] = []  # frames after the JSON reply (op "history")
+        self.upstream = upstream
+        self.upstream_keys = upstream_keys
+        self.federation: Federation | None = None
+        self.skew = clock.SKEW  # ZAUDIO_CLOCK_SKEW: a wrong clock, on purpose (test hook)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -169,7 +183,12 @@ class Proxy:
             xpub = self._socket(made, zmq.XPUB, self.sub_port, "subscribe-out")
             ctl = self._socket(made, zmq.ROUTER, self.port, "control", MAX_REQUEST)
             self.forwarder = Forwarder(ctx, xsub, xpub)
-            self.sub = _endpoint(xpub)  # before the inproc bind: LAST_ENDPOINT moves
+            self.pub, self.sub = _endpoint(xsub), _endpoint(xpub)  # before inproc binds
+            if self.upstream is not None:
+                fed = Federation(ctx, self.upstream, self.registry, keys=self.upstream_keys)
+                xsub.bind(fed.site_in)
+                xpub.bind(fed.site_out)
+                self.federation = fed
             if self.history_seconds is not None:
                 inproc = Store.endpoint()
                 xpub.bind(inproc)
@@ -182,7 +201,8 @@ class Proxy:
             self._close_context()
             raise
         self.control = _endpoint(ctl)
-        self.pub = _endpoint(xsub)
+        if not self.port and self.name.endswith(":0"):  # the default name gets the bound port
+            self.registry.name = self.name = self.name[:-1] + self.control.rsplit(":", 1)[1]
         xsub.send(b"\x01" + READY)
         self.started = time.time()
         self._threads = [
@@ -192,6 +212,8 @@ class Proxy:
         self._threads[1].start()
         if self.history is not None:
             self._threads.append(self.history.start())
+        if self.federation is not None:
+            self._threads += self.federation.start()
         assert self.watch is not None
         self._threads.append(self.watch.start(int(self.pub.rsplit(":", 1)[1])))
         if not is_loopback(self.host) and self.keys is None:
@@ -241,6 +263,8 @@ class Proxy:
         """Close every socket and join the threads. Safe to call twice."""
         if self._ctx is None:
             return
+        if self.federation is not None:
+            self.federation.stop()  # its mirrors leave the hub first
         self._close_context()
         for t in self._threads:
             t.join(timeout=2)
@@ -297,6 +321,8 @@ class Proxy:
             )
         self.groups.expire(now, self.registry.nodes)
         self.limiter.forget_idle(time.monotonic())
+        if self.federation is not None:
+            self.federation.offer()
 
     # -- control channel ---------------------------------------------------
 
@@ -317,9 +343,9 @@ class Proxy:
             if isinstance(req, Hello):
                 return self._hello(now)
             if isinstance(req, Time):
-                return TimeReply(time=now)
+                return TimeReply(time=self.clock_time(now))
             if isinstance(req, List):
-                reply = self._list(now)
+                reply = listing(self, now)
                 entries = len(reply.nodes) + len(reply.streams)
                 self.limiter.charge(peer, entries / LIST_ENTRIES_PER_TOKEN)
                 return reply
@@ -340,13 +366,17 @@ class Proxy:
             log.exception("control request failed")
             return ErrorReply(error=f"internal error: {exc}", code="internal")
 
+    def clock_time(self, now: float) -> float:
+        """``now`` (wall clock) in this proxy's time base: the hub's with ``upstream``."""
+        return now + self.skew + (self.federation.offset if self.federation is not None else 0.0)
+
     def _hello(self, now: float) -> HelloReply:
         return HelloReply(
             protocol=1,
             version=__version__,
             pub=self.pub,
             sub=self.sub,
-            time=now,
+            time=self.clock_time(now),
             heartbeat=self.registry.heartbeat,
         )
 
@@ -368,28 +398,3 @@ class Proxy:
             seconds=self.history.seconds,
             kept=round(reach, 6),
         )
-
-    def _list(self, now: float) -> ListReply:
-        counters = self.forwarder.counters(0.5) if self.forwarder is not None else None
-        watch = self.watch
-        info = ProxyInfo(
-            version=__version__,
-            pid=os.getpid(),
-            control=self.control,
-            pub=self.pub,
-            sub=self.sub,
-            since=self.started,
-            requests=self.requests,
-            bad_requests=self.bad_requests,
-            refused={
-                "requests": self.bad_requests,
-                "rate_limited": self.limiter.limited,
-                "publishers": watch.cut_off + watch.refused if watch is not None else 0,
-            },
-            publishers=watch.counters() if watch is not None else {},
-            forwarded=counters.as_dict() if counters is not None else None,
-            history=self.history.stats() if self.history is not None else None,
-        )
-        listed = self.registry.listing(now)
-        self.groups.expire(now, self.registry.nodes)
-        return msgspec.structs.replace(listed, proxy=info, groups=self.groups.infos())

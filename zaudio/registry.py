@@ -51,6 +51,7 @@ class Node:
     last_seen: float
     stats: dict[str, Any] = field(default_factory=dict)
     peer: bytes = b""  # the connection that registered it
+    origin: str = ""  # the proxy it is registered at (this one, or a site's: federation)
     _listed: tuple[Register, list[ListedStream]] | None = None
 
     @property
@@ -85,7 +86,9 @@ class Node:
         """Its streams as ``list`` shows them (made once per registration or announcement)."""
         r = self.registration
         if self._listed is None or self._listed[0] is not r:
-            streams = [ListedStream(s.name, s.rate, s.channels, self.id) for s in r.streams]
+            streams = [
+                ListedStream(s.name, s.rate, s.channels, self.id, self.origin) for s in r.streams
+            ]
             self._listed = (r, streams)
         return self._listed[1]
 
@@ -103,6 +106,7 @@ class Node:
             since=self.since,
             last_seen=self.last_seen,
             stats=self.stats,
+            origin=self.origin,
         )
 
 
@@ -114,13 +118,38 @@ class Registry:
     heartbeat : float
         Seconds between heartbeats a node is asked to keep; a node silent for
         ``3 * heartbeat`` seconds is dropped.
+    name : str
+        The proxy's name: the ``origin`` of nodes registered here directly.
+
+    A site proxy (zaudio.federation) sets :attr:`remote` to the stream names
+    other proxies of the federation own (name -> who, for the error), and
+    reads :meth:`owns` and :meth:`processes` from its link threads (one dict
+    lookup each, safe while this registry changes).
     """
 
-    def __init__(self, heartbeat: float = 1.0) -> None:
+    def __init__(self, heartbeat: float = 1.0, name: str = "") -> None:
         self.heartbeat = heartbeat
+        self.name = name
         self.nodes: dict[str, Node] = {}
+        self.remote: dict[str, str] = {}  # stream name -> its owner elsewhere (federation)
         self._owners: dict[str, str] = {}  # stream name -> node id
         self._per_peer: dict[bytes, int] = {}  # peer -> live nodes it registered
+        self._processors: dict[str, int] = {}  # processor name -> live processors so named
+
+    def owns(self, stream: str) -> bool:
+        """True if a node registered here publishes ``stream``."""
+        return stream in self._owners
+
+    def processes(self, name: str) -> bool:
+        """True if a processor registered here is named ``name`` (its results are ours)."""
+        return name in self._processors
+
+    def evict(self, node_id: str) -> Node | None:
+        """Drop a node now (the hub refused its stream: federation); None if unknown."""
+        node = self.nodes.get(node_id)
+        if node is not None:
+            self._remove(node)
+        return node
 
     def _expired(self, node: Node, now: float) -> bool:
         return node.last_seen < now - MISSES * self.heartbeat
@@ -133,6 +162,10 @@ class Registry:
         for name in node.registration.owned():
             if self._owners.get(name) == node.id:
                 del self._owners[name]
+        if node.role == "processor":
+            left = self._processors.pop(node.name, 1) - 1
+            if left:
+                self._processors[node.name] = left
 
     def expire(self, now: float) -> list[Node]:
         """Drop nodes that missed their heartbeats; return them."""
@@ -151,7 +184,8 @@ class Registry:
 
     def register(self, req: Register, now: float, peer: bytes = b"") -> RegisterReply:
         """Add a node; ``peer`` is the connection it came on (see MAX_NODES_PER_PEER)."""
-        if peer and self._per_peer.get(peer, 0) >= MAX_NODES_PER_PEER:
+        # a site mirrors all its nodes over one connection (origin): MAX_NODES bounds it
+        if peer and req.origin is None and self._per_peer.get(peer, 0) >= MAX_NODES_PER_PEER:
             self.expire(now)
             if self._per_peer.get(peer, 0) >= MAX_NODES_PER_PEER:
                 raise RequestError(
@@ -174,6 +208,13 @@ class Registry:
                     f"(pid {o.pid} on {o.host}); pick another --stream name or stop it",
                     "stream_taken",
                 )
+            elsewhere = self.remote.get(stream)
+            if elsewhere is not None:
+                raise RequestError(
+                    f"stream {stream!r} is already published by {elsewhere}; "
+                    "pick another --stream name or stop it",
+                    "stream_taken",
+                )
         node = Node(
             id=secrets.token_hex(8),
             registration=msgspec.structs.replace(req, stats=None),
@@ -181,11 +222,14 @@ class Registry:
             last_seen=now,
             stats=req.stats or {},
             peer=peer,
+            origin=req.origin or self.name,
         )
         self.nodes[node.id] = node
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         for stream in req.owned():
             self._owners[stream] = node.id
+        if node.role == "processor":
+            self._processors[node.name] = self._processors.get(node.name, 0) + 1
         return RegisterReply(id=node.id, heartbeat=self.heartbeat)
 
     def _node(self, node_id: str, now: float) -> Node:

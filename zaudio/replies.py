@@ -154,15 +154,23 @@ class NodeInfo(msgspec.Struct, frozen=True):
     since: float
     last_seen: float
     stats: dict[str, Any]
+    origin: str = ""
+    via: str = ""
 
 
 class ListedStream(msgspec.Struct, frozen=True):
-    """One stream in a ``list`` reply, with the id of the node that publishes it."""
+    """One stream in a ``list`` reply, with the id of the node that publishes it.
+
+    ``origin`` names the proxy the publisher is registered at; ``via`` the proxy
+    this one learned it from (empty for its own streams; zaudio.federation).
+    """
 
     name: str
     rate: int
     channels: int
     node: str
+    origin: str = ""
+    via: str = ""
 
 
 class ProxyInfo(msgspec.Struct, frozen=True):
@@ -175,6 +183,8 @@ class ProxyInfo(msgspec.Struct, frozen=True):
     the handshake). ``publishers`` counts publish-in connections (zaudio.cutoffs).
     ``forwarded`` holds the forwarder's own counters (zaudio.forwarder);
     ``history`` what the history keeps and evicted (zaudio.history), None when off.
+    ``name`` is the proxy's name (the ``origin`` of its nodes' streams);
+    ``upstream`` the link to a hub (zaudio.federation), None without one.
     """
 
     version: str
@@ -189,6 +199,8 @@ class ProxyInfo(msgspec.Struct, frozen=True):
     publishers: dict[str, int] = {}
     forwarded: dict[str, Any] | None = None
     history: dict[str, Any] | None = None
+    name: str = ""
+    upstream: dict[str, Any] | None = None
 
 
 class ListReply(msgspec.Struct, frozen=True, kw_only=True):
