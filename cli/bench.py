@@ -6,6 +6,7 @@ import click
 
 _CHOICES = [
     "codec", "adapt", "backfill", "startup", "latency", "capacity", "fan-in", "fan-out", "groups",
+    "pipeline",
 ]  # fmt: skip
 
 
@@ -17,7 +18,8 @@ _CHOICES = [
     "scenarios",
     multiple=True,
     type=click.Choice(_CHOICES),
-    help="Run only these scenarios (repeatable; default: all but 'groups', run only when named).",
+    help="Run only these scenarios (repeatable; default: all but 'groups' and 'pipeline', "
+    "run only when named).",
 )
 def bench(quick: bool, json_path: str | None, scenarios: tuple[str, ...]) -> None:
     """Run zaudio's real processes and, interleaved, a plain pyzmq baseline; print

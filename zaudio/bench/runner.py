@@ -11,15 +11,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from zaudio.bench import adapt, backfill, groups, micro, paired, scenarios
+from zaudio.bench import adapt, backfill, groups, micro, paired, pipeline, scenarios
 from zaudio.bench.figures import Figure, table
 from zaudio.bench.harness import Bench
 
 __all__ = ["OPT_IN", "SCENARIOS", "run"]
 
 SCENARIOS = ("codec", "adapt", "backfill", "startup", "latency", "capacity", "fan-in", "fan-out")
-#: Scenarios run only when named (``--scenario groups``): 3 minutes, 1.5 cores' worth of waits.
-OPT_IN = ("groups",)
+#: Scenarios run only when named (``--scenario groups``): 3 minutes, 1.5 cores' worth of
+#: waits; ``pipeline`` (``zaudio up``'s start-up and restart, zaudio.bench.pipeline).
+OPT_IN = ("groups", "pipeline")
 
 
 def _load() -> str:
@@ -67,6 +68,9 @@ def run(
     if "groups" in chosen:
         say("groups ...")
         figures += groups.groups(quick, say)
+    if "pipeline" in chosen:
+        say("pipeline ...")
+        figures += pipeline.pipeline(quick)
     layout = [s for s in chosen if s not in ("codec", "adapt", "backfill", *OPT_IN)]
     if layout:
         bench = Bench()
