@@ -231,6 +231,7 @@ class NodeClient:
                     if exc.code == "unknown_id":
                         log.info("proxy forgot node %s (restarted?): registering again", self.id)
                         self.id = None
+                        self.share = None  # a group member's share with it is void
                         self.registered.clear()
                         self.endpoints = None
                         wait = 0.0

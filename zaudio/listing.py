@@ -36,13 +36,14 @@ def group_rows(listing: Mapping[str, Any]) -> list[list[str]]:
 
     SHARE is the member's slot in the current epoch (``2/3``: every third block,
     the second); LOST is ``lost_in_handover`` (counted by the heir of a member that
-    went), LATE the blocks it dropped because its lease or membership lapsed.
+    went), LATE the blocks it dropped because its lease or membership lapsed,
+    UNSHARED those stamped before the group's first epoch (after a proxy restart).
     """
     groups = listing.get("groups") or []
     if not groups:
         return []
     nodes = {n.get("id"): n for n in listing.get("nodes") or []}
-    rows = [["GROUP", "EPOCH", "MEMBER", "PID", "SHARE", "PROCESSED", "LOST", "LATE"]]
+    rows = [["GROUP", "EPOCH", "MEMBER", "PID", "SHARE", "PROCESSED", "LOST", "LATE", "UNSHARED"]]
     for g in groups:
         members = list(g.get("members") or [])
         for slot, member in enumerate(members):
@@ -58,6 +59,7 @@ def group_rows(listing: Mapping[str, Any]) -> list[list[str]]:
                     str(stats.get("processed", "-")),
                     str(stats.get("lost_in_handover", "-")),
                     str(stats.get("late", "-")),
+                    str(stats.get("unshared", "-")),
                 ]
             )
     return rows

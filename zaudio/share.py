@@ -12,11 +12,20 @@ heartbeat that brought a share was sent less than :data:`LEASE` beats ago. The
 proxy drops a member after 2 beats of silence, measured from when a heartbeat
 arrived, so a member always stops before its share is given away; and an epoch
 starts 1.5 beats after it is announced, so a member holding a lease has heard
-of every epoch a block it processes can be in. A member
-that was stopped (SIGSTOP) and resumes finds its lease expired; once its next
-heartbeat answers, ``since`` says from which epoch on it is a member again.
-Either way the blocks it would have taken are dropped and counted in ``late``,
-never published.
+of every epoch a block it processes can be in. A block that comes while the
+member holds no lease (none yet, or it lapsed: a SIGSTOP, the proxy gone or
+restarted) is not processed: it is remembered and judged with the next share.
+One of its own then (by the epochs it knows by then, ``since`` saying from
+which epoch on it is a member again) is counted in ``late``, never published.
+
+A block stamped before the group's first epoch is nobody's: the group started
+after it, or the proxy restarted and its members formed the group afresh (a
+proxy's first epoch starts 0.75 heartbeat intervals after the first member
+registered with it). It is counted once, in ``unshared``, by the first member
+of that first epoch, so that what is lost around a proxy restart is counted
+too: ``late`` (blocks of the old epochs whose owner's lease had lapsed) and
+``unshared`` (those of the blip before the new first epoch), besides the
+``gaps`` of what never arrived.
 
 Blocks a member that is gone did not process are counted, once for the
 group, by its **heir** (the first member of the epoch that lists it in
@@ -102,6 +111,9 @@ class Membership:
         self.late = 0
         #: blocks of other members
         self.others = 0
+        #: blocks before the group's first epoch (nobody's), counted by its first member
+        self.unshared = 0
+        self._pending: deque[tuple[str, int, float]] = deque()  # came while we had no lease
         self._last: dict[str, int] = {}
         self._seen: deque[tuple[str, int, str, int]] = deque(maxlen=SEEN)
         self._share: Share | None = None
@@ -120,30 +132,51 @@ class Membership:
 
     def mine(self, info: Info) -> bool:
         """True if this block (or window) is ours to process now."""
+        key = self.key(info)
         lease = self.client.share
-        if lease is None:
-            return False  # no share yet: the members before us have this block
+        if lease is None:  # no share yet: judged with the first one
+            self._defer(info.stream, key, info.t)
+            return False
         sent, share = lease
         if share is not self._share:
             self._learn(share)
-        epoch = self._epoch(info.t)
+        if time.monotonic() - sent > LEASE * self.client.heartbeat:
+            # our lease lapsed (stopped, the proxy gone or restarted): we may not know
+            # every epoch, nor whether we are still a member; judged with the next share
+            self._defer(info.stream, key, info.t)
+            return False
+        return self._judge(info.stream, key, info.t, share, True)
+
+    def _judge(self, stream: str, key: int, t: float, share: Share, live: bool) -> bool:
+        """Whose block this is, by ``share``'s epochs; True if ours to process now (``live``)."""
+        epoch = self._epoch(t)
         if epoch is None:
-            return False  # before any epoch we know: not ours
-        key = self.key(info)
+            # before the group's first epoch (it started, or the proxy restarted, since
+            # the block was stamped): nobody's. Counted once, by the first member of it.
+            first = self._epochs[0].members if self._epochs else []
+            if first and first[0] == share.member:
+                self.unshared += 1
+            return False
         owner = epoch.members[key % len(epoch.members)]
         if owner == share.member:
-            beat = self.client.heartbeat
-            if epoch.number < share.since or time.monotonic() - sent > LEASE * beat:
+            if not live or epoch.number < share.since:
                 self.late += 1
                 return False
-            self._last[info.stream] = key
+            self._last[stream] = key
             return True
         self.others += 1
-        self._seen.append((info.stream, key, owner, epoch.number))
+        self._seen.append((stream, key, owner, epoch.number))
         gone = self._gone.get(owner)
-        if gone is not None and epoch.number < gone[0] and key > gone[1].get(info.stream, -1):
+        if gone is not None and epoch.number < gone[0] and key > gone[1].get(stream, -1):
             self.lost_in_handover += 1
         return False
+
+    def _defer(self, stream: str, key: int, t: float) -> None:
+        pending = self._pending
+        if len(pending) == SEEN:  # never judged: counted as ours and not processed
+            pending.popleft()
+            self.late += 1
+        pending.append((stream, key, t))
 
     def _epoch(self, t: float) -> Epoch | None:
         found = None
@@ -171,9 +204,13 @@ class Membership:
                     for stream, key, owner, number in self._seen
                     if owner == gone and number < e.number and key > last.get(stream, -1)
                 )
+        # the blocks that came while we had no lease, judged now that we know
+        pending, self._pending = self._pending, deque()
+        for stream, key, t in pending:
+            self._judge(stream, key, t, share, False)
 
     def stats(self) -> dict[str, Any]:
-        """``lost_in_handover``, ``late``, the share (``group``) and progress for heartbeats."""
+        """``lost_in_handover``, ``late``, ``unshared``, the share (``group``) and progress."""
         lease = self.client.share
         share = lease[1] if lease is not None else None
         slot = members = epoch = None
@@ -185,6 +222,7 @@ class Membership:
         return {
             "lost_in_handover": self.lost_in_handover,
             "late": self.late,
+            "unshared": self.unshared,
             "group": {
                 "name": self.group,
                 "epoch": epoch,
