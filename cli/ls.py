@@ -13,6 +13,10 @@ from zaudio.listing import group_rows, node_summary, sequencer_rows
 
 # Counters shown as columns, in this order, when any node has them.
 COUNTERS = ("sent", "received", "processed", "dropped", "gaps", "errors", "lag")
+# Counters shown as columns, after those, when any node's is not zero: what format
+# adaptation (zaudio.adapt) dropped (blocks it could not convert) or changed (samples
+# clipped to int16), which --json alone showed before.
+IF_NONZERO = ("unconvertible", "clipped")
 # A column's counter by another name: a processor counts what it sent as "published".
 ALIASES = {"sent": "published"}
 
@@ -148,7 +152,7 @@ def render(listing: dict[str, Any], now: float | None = None) -> str:
     else:
         counters = [
             c for c in COUNTERS if any(_counter(n.get("stats") or {}, c) is not None for n in nodes)
-        ]
+        ] + [c for c in IF_NONZERO if any((n.get("stats") or {}).get(c) for n in nodes)]
         rows = [
             [
                 "ROLE",

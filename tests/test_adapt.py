@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.helpers import run, wait_node, wait_until
+from tests.helpers import node_stats, run, wait_node, wait_until
 from zaudio.adapt import Adapter, Format, Resampler, adapted, check_format, to_int16
 from zaudio.bus import Publisher
 from zaudio.errors import ConfigError
@@ -330,6 +330,18 @@ def test_a_later_stream_that_cannot_be_picked_is_counted_and_the_others_go_on(
                 assert mono.send(x[:, :1])
                 assert stereo.send(x)
             wait_until(lambda: len(seen) == 5 and proc.stats()["unconvertible"] == 5, 10, "5+5")
+            # every drop visible in `zaudio ls` (not only in --json), once a heartbeat carried it
+            wait_until(
+                lambda: node_stats(proxy.control, proc.name).get("unconvertible") == 5,
+                10,
+                "the heartbeat with the count",
+            )
+            r = run("ls", "--proxy", proxy.control)
+    assert r.returncode == 0, r.stderr
+    lines = [line.split() for line in r.stdout.splitlines()]
+    head = next(cells for cells in lines if cells[:2] == ["ROLE", "NAME"])
+    row = next(cells for cells in lines if cells[:2] == ["processor", proc.name])
+    assert row[head.index("UNCONVERTIBLE")] == "5", r.stdout
     assert {i.stream for _, i in seen} == {"lab/stereo"}
     for b, info in seen:
         assert info.channels == 1 and np.array_equal(b, x[:, 1:])

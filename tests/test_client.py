@@ -318,6 +318,28 @@ def test_ls_shows_what_processors_read_and_publish() -> None:
     assert "mic,lab-a/*,*,result/vad -> clean" in row
 
 
+def test_ls_shows_unconvertible_and_clipped_only_when_not_zero() -> None:
+    from zaudio.cli.ls import render
+
+    def node(name: str, **stats: int) -> dict[str, Any]:
+        return {"role": "processor", "name": name, "id": name, "host": "h", "pid": 1,
+                "since": 0, "topics": ["audio/mic\x00"], "stats": {"received": 9, **stats}}  # fmt: skip
+
+    quiet = render({"nodes": [node("a", unconvertible=0, clipped=0)], "streams": []}, now=5)
+    assert "UNCONVERTIBLE" not in quiet and "CLIPPED" not in quiet, quiet
+    lines = render(
+        {
+            "nodes": [node("a", unconvertible=0), node("b", unconvertible=5, clipped=7)],
+            "streams": [],
+        },
+        now=5,
+    ).splitlines()
+    head = lines[0].split()
+    rows = {line.split()[1]: line.split() for line in lines[1:]}
+    assert rows["b"][head.index("UNCONVERTIBLE")] == "5" and rows["b"][head.index("CLIPPED")] == "7"
+    assert rows["a"][head.index("UNCONVERTIBLE")] == "0" and rows["a"][head.index("CLIPPED")] == "-"
+
+
 def test_ls_sent_shows_what_a_processor_published() -> None:
     """A processor counts what it sent as ``published``: SENT shows it (it showed ``-``)."""
     from zaudio.cli.ls import render
