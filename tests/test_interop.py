@@ -1,4 +1,4 @@
-"""A node written only from PROTOCOL.md (plain pyzmq, json, struct; no zaudio code)
+"""A node written only from docs/protocol.md (plain pyzmq, json, struct; no zaudio code)
 interoperates with `zaudio proxy` and `zaudio process`, both ways."""
 
 from __future__ import annotations

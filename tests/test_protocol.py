@@ -1,4 +1,4 @@
-"""The wire protocol against exact bytes (PROTOCOL.md), every malformed case, and a fuzz."""
+"""The wire protocol against exact bytes (docs/protocol.md), every malformed case, and a fuzz."""
 
 from __future__ import annotations
 

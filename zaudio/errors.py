@@ -3,7 +3,7 @@
 ::
 
     ZaudioError
-     ├── ProtocolError (ValueError)         a message that does not fit PROTOCOL.md
+     ├── ProtocolError (ValueError)         a message that does not fit docs/protocol.md
      │    ├── LocalProtocolError            we were asked to send it
      │    └── RemoteProtocolError           a peer sent it (receivers drop and count it)
      ├── ConfigError                        bad usage: options, names, files, modules (CLI exit 2)

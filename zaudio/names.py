@@ -56,7 +56,7 @@ def validate_name(name: object, what: str = "stream") -> str:
     Raises
     ------
     LocalProtocolError
-        If the name breaks PROTOCOL.md's rule (``[A-Za-z0-9][A-Za-z0-9_.-]*``,
+        If the name breaks docs/protocol.md's rule (``[A-Za-z0-9][A-Za-z0-9_.-]*``,
         ``/``-separated parts, at most 128 bytes).
     """
     if not isinstance(name, str) or not _is_name(name):

@@ -57,8 +57,9 @@ __all__ = [
 
 VERSION: Final = 1
 MAX_HEADER: Final = 64 * 1024
-#: Our own cap on one payload (not in PROTOCOL.md): 64 MiB, about 5.8 minutes of
-#: mono 48 kHz audio. The proxy enforces a cap on the XSUB side as well.
+#: Our own cap on one payload: 64 MiB, about 5.8 minutes of mono 48 kHz audio. The
+#: proxy caps each publish-in frame at 64 MiB + 64 KiB (docs/protocol.md, "Limits
+#: zaudio adds").
 MAX_PAYLOAD: Final = 64 * 1024 * 1024
 
 Block: TypeAlias = npt.NDArray[np.float32]
@@ -68,7 +69,7 @@ _Pos = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class AudioHeader(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="audio"):
-    """Header of one audio block (PROTOCOL.md, "Audio header")."""
+    """Header of one audio block (docs/protocol.md, "Header frame")."""
 
     v: Literal[1]
     stream: str
@@ -132,7 +133,7 @@ def decode(
     Raises
     ------
     RemoteProtocolError
-        For anything that does not fit PROTOCOL.md; nothing else.
+        For anything that does not fit docs/protocol.md; nothing else.
     """
     if len(frames) != 3:
         raise RemoteProtocolError(f"expected 3 frames, got {len(frames)}", "frames")

@@ -9,10 +9,12 @@ queue and the network, a source owns neither::
     ...
     source.stop()           # no sink calls after it returns
 
-Push sources (a PortAudio callback, a future browser WebSocket) call
-``sink.put`` from their own thread; pull sources (synthetic signals, files,
-stdin) subclass :class:`ThreadSource` and only yield blocks: the base class runs
-the thread and paces them on the sample clock.
+Push sources (the PortAudio callback of ``mic``) call ``sink.put`` from their own
+thread; pull sources (synthetic signals, files, stdin) subclass :class:`ThreadSource`
+and only yield blocks: the base class runs the thread and paces them on the sample
+clock. A browser microphone is not a source here: ``zaudio web`` publishes each
+capture tab's blocks with a :class:`~zaudio.publisher.Publisher` of its own
+(:mod:`zaudio.web.server`).
 
 Specs::
 
@@ -21,11 +23,11 @@ Specs::
     speech[:AMP] | bursts[:AMP]        speech-like tone bursts over quiet noise
     chirp[:F0[:F1[:PERIOD]]]           repeating logarithmic sweep
     file:PATH | PATH                   WAV, FLAC, OGG (zaudio.sources.file)
-    -                                  raw little-endian float32 on stdin
+    -                                  raw little-endian float32 on stdin (zaudio.sources.stdin)
 
 :data:`SOURCES` maps a spec's name to an import string ``module:factory``;
-:func:`register_source` adds one (a future ``browser`` source registers itself
-the same way). Modules are imported only when their source is chosen, so only
+:func:`register_source` adds one (an import string or a factory, for a source
+of your own). Modules are imported only when their source is chosen, so only
 ``mic`` imports sounddevice.
 """
 
