@@ -120,3 +120,47 @@ def test_sequence_rejects_a_bad_name_or_bound_in_one_line() -> None:
         assert r.returncode == 2, r.stderr
         assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
         assert what in r.stderr, r.stderr
+
+
+def test_pieces_out_of_order_late_twice_and_a_restart() -> None:
+    """One part published by hand, out of order: the sequenced stream comes out in order,
+    the missing piece skipped (seq jumps with it), the late and the twice dropped and
+    counted; the input's index going back starts a new run of the stream."""
+    from zaudio.proxy import Proxy
+    from zaudio.sequencer import Sequencer
+
+    START = 500  # blocks: 10 s in, so that index 0 again is a restart (RESTART)
+
+    def block(k: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+        return np.full((FRAMES, 1), k / 64, np.float32)
+
+    with Proxy(port=0) as proxy, Sequencer("out", reorder=0.3, proxy=proxy.control) as seq:
+        wait_until(lambda: seq.ready, 10, "the sequencer to register")
+        with (
+            Listener(proxy.control, "out") as listener,
+            Publisher("out/part/a1", rate=RATE, channels=1, proxy=proxy.control) as part,
+        ):
+
+            def send(*ks: int, base: int = START) -> None:
+                for k in ks:
+                    i = base + k
+                    assert part.send(block(k), 100.0 + i * BLOCK, index=i * FRAMES)
+
+            send(0, 2, 1, 3, 2, 5, 6)  # 2 twice, 4 missing
+            first = listener.collect(6)
+            send(4)  # after 5 went out: late
+            send(7)
+            wait_until(lambda: seq.stats()["late"] == 1, 10, "the late piece to be counted")
+            send(0, 1, base=0)  # the source restarted: its index begins again
+            after = listener.collect(3)
+    assert seq.error is None
+    got = [(h.seq, h.index // FRAMES, float(b[0, 0]) * 64) for h, b in first + after]
+    assert got == [
+        *((k, START + k, k) for k in (0, 1, 2, 3, 5, 6, 7)), (0, 0, 0), (1, 1, 1),
+    ]  # fmt: skip
+    srcs = [h.src for h, _ in first + after]
+    assert len(set(srcs[:7])) == 1 and srcs[7] == srcs[8] != srcs[0]
+    stats = seq.stats()
+    assert (stats["skipped"], stats["skipped_frames"]) == (1, FRAMES)
+    assert (stats["late"], stats["duplicates"], stats["restarts"]) == (1, 1, 1)
+    assert stats["released"] == stats["published"] == 9 and stats["held"] == 0

@@ -127,6 +127,16 @@ class Reorder(Generic[T]):
                 self.released += 1
                 yield r
 
+    def behind(self, r: T) -> int:
+        """How far ``r`` is before its stream's expected index (0: not behind)."""
+        s = self._streams.get(r.stream)
+        return 0 if s is None or s.next is None else max(0, s.next - r.index)
+
+    def forget(self, stream: str) -> list[T]:
+        """Start ``stream`` afresh (its source restarted); returns what it held, in order."""
+        s = self._streams.pop(stream, None)
+        return [r for _i, _n, _t, r in sorted(s.held)] if s is not None else []
+
     def wait(self, now: float) -> float | None:
         """Seconds until a held result can be released without another arrival (None: none held)."""
         oldest = [t for s in self._streams.values() for _i, _n, t, _r in s.held]

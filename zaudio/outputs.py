@@ -121,9 +121,7 @@ class Outputs:
         pub = self.audio
         if pub is None or pub.stream.rate != info.rate or pub.stream.channels != channels:
             if pub is not None:  # the input's format changed: a new stream run
-                pub.close(0)
-                self._earlier_sent += pub.counters["sent"]
-                self._earlier_dropped += pub.counters["dropped"]
+                self.restart()
             pub = self.audio = Publisher(
                 self.output,
                 rate=info.rate,
@@ -134,6 +132,15 @@ class Outputs:
             # the one path by which a node announces a stream after registering
             self.client.update(streams=pub.registration()["streams"])
         pub.send(out, info.t, index=info.index)
+
+    def restart(self) -> None:
+        """End the audio output's run: the next array starts a new one (a new ``src``)."""
+        pub = self.audio
+        if pub is not None:
+            pub.close(0)
+            self._earlier_sent += pub.counters["sent"]
+            self._earlier_dropped += pub.counters["dropped"]
+            self.audio = None
 
     def skip(self, blocks: int) -> None:
         """``blocks`` blocks of the audio output that are never sent (a re-sequencing skipped

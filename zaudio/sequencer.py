@@ -20,7 +20,11 @@ receiver sees a ``gap``), counted in ``skipped`` and ``skipped_frames``; a piece
 that comes after its place went by is dropped and counted in ``late``, one that
 comes twice in ``duplicates``. ``zaudio ls`` shows them (the SEQUENCER table).
 Pieces are ordered by ``index`` alone: a group whose audio output is sequenced
-reads one input stream.
+reads one input stream. A piece more than the bound plus :data:`RESTART` seconds
+of audio behind the output means the input restarted (its ``index`` began
+again): the sequencer starts afresh, its stream a new run (a new ``src``) that
+receivers see as a restart; what it held then is dropped and counted
+(``restart_dropped``), and ``restarts`` counts them.
 """
 
 from __future__ import annotations
@@ -43,12 +47,15 @@ from zaudio.security import Keys
 from zaudio.tracking import info_of
 from zaudio.units import parse_duration
 
-__all__ = ["PART", "Sequencer", "part_stream", "parts_topic"]
+__all__ = ["PART", "RESTART", "Sequencer", "part_stream", "parts_topic"]
 
 log = logging.getLogger(__name__)
 
 #: The name part between a group's output and a member's part: ``<output>/part/<src>``.
 PART: Final = "part"
+#: Seconds beyond the reorder bound a piece's index may be behind the output's before
+#: it is taken for a restart of the input stream (its index starting again).
+RESTART: Final = 1.0
 #: Distinct parts remembered for the ``parts`` counter.
 _MAX_PARTS: Final = 4096
 
@@ -117,7 +124,9 @@ class Sequencer(Background):
             raise ConfigError(str(exc)) from None
         self.order = Reorder[_Piece](parse_duration(reorder, "reorder"))
         self.proxy, self.keys = proxy, keys
-        self.counters = {"received": 0, "malformed": 0, "ignored": 0}
+        self.counters = {"received": 0, "malformed": 0, "ignored": 0, "restart_dropped": 0}
+        #: times the input's index went back (a source restart): the output restarted too
+        self.restarts = 0
         self._decoder = Decoder(log)
         self.parts: set[str] = set()
         self.outputs: Outputs | None = None
@@ -135,6 +144,7 @@ class Sequencer(Background):
             **self.counters,
             **self.order.stats(),  # released, held, skipped, skipped_frames, late, duplicates
             "parts": len(self.parts),
+            "restarts": self.restarts,
             **(outputs.stats() if outputs is not None else Outputs.NONE),
         }
 
@@ -206,4 +216,11 @@ class Sequencer(Background):
         self.counters["received"] += 1
         if len(self.parts) < _MAX_PARTS:
             self.parts.add(h.stream)
-        return _Piece(self.stream, h.index, h.frames, h, block)
+        piece = _Piece(self.stream, h.index, h.frames, h, block)
+        if self.order.behind(piece) > (self.order.reorder + RESTART) * h.rate:
+            # far behind what went out: the input stream restarted (its index went back)
+            self.restarts += 1
+            self.counters["restart_dropped"] += len(self.order.forget(self.stream))
+            if self.outputs is not None:
+                self.outputs.restart()  # a new run of the stream, as its source had
+        return piece
