@@ -201,9 +201,9 @@ def test_replicas_export_as_one_service_and_one_deployment_of_n(tmp_path: Path) 
     assert run("up", str(path), "--export", "compose", "-o", str(out)).returncode == 0
     services = compose_config(out)["services"]
     assert set(services) == {"proxy", "tone", "vad", "once"}
-    assert services["vad"]["deploy"]["replicas"] == 3
+    assert services["vad"]["scale"] == 3
     assert services["vad"]["command"][services["vad"]["command"].index("--group") + 1] == "vad"
-    assert "deploy" not in services["tone"]
+    assert "scale" not in services["tone"]
     r = run("up", str(path), "--export", "k8s")
     assert r.returncode == 0, r.stderr
     objects = {o["metadata"]["name"]: o for o in yaml.safe_load_all(r.stdout)}

@@ -13,8 +13,8 @@ Each node becomes a service running the zaudio image with the very command line
 - ``restart`` maps to compose's policy of the same name (compose has its own
   back-off: ``backoff`` and ``backoff_max`` are not carried over);
 - ``[env]`` and per-node ``env`` become each service's ``environment``;
-- ``replicas = N`` (a group processor) becomes ``deploy: {replicas: N}``: N
-  containers of one service, members of the group (``--scale`` changes N).
+- ``replicas = N`` (a group processor) becomes ``scale: N``: N containers of one
+  service, members of the group (``--scale`` changes N).
 
 The text is YAML (block style, scalars JSON-quoted), with no dependency to write it.
 """
@@ -124,7 +124,7 @@ def to_compose(pipeline: Pipeline, base: str | os.PathLike[str] = ".", image: st
         if node.kind != "proxy" and pipeline.started_proxy:
             service["depends_on"] = ["proxy"]
         if node.replicas != 1:
-            service["deploy"] = {"replicas": node.replicas}  # members of one group
+            service["scale"] = node.replicas  # members of one group (compose 1.29 and 2)
         services[name] = service
     model = {"services": services, "networks": {"bus": {"internal": pipeline.started_proxy}}}
     header = [
