@@ -60,15 +60,17 @@ def test_compose_files_validate_offline() -> None:
     # The bus is internal and nothing is published unless compose.lan.yaml says so.
     assert model["networks"]["bus"]["internal"] is True
     assert not any(s.get("ports") for s in services.values())
-    for name in ("level", "vad", "writer", "recorder"):
+    for name in ("level", "levels", "vad", "writer", "recorder"):
         assert "container_name" not in services[name], f"{name} must stay scalable"
+    # levels is a processor group: its replicas (--scale) share the work
+    assert services["levels"]["environment"]["ZAUDIO_PROCESS_GROUP"] == "levels"
     assert any(v.endswith(":/data:rw") or ":/data" in v for v in services["writer"]["volumes"])
     for overlay in OVERLAYS:
         compose_config(overlay)
     lan = compose_config("lan")["services"]["proxy"]["ports"]
     assert {p.split(":")[-1] for p in lan} == {"5555/tcp", "5556/tcp", "5557/tcp"}
     keyed = compose_config("keys")["services"]
-    for name in ("proxy", "recorder", "level", "vad", "writer"):
+    for name in ("proxy", "recorder", "level", "levels", "vad", "writer"):
         assert keyed[name]["environment"]["ZAUDIO_KEYS"] == "/keys"
 
 
@@ -378,10 +380,12 @@ def test_compose_deployment_runs_under_podman_from_images_of_this_tree(tmp_path:
     """The real thing, with podman standing in for the Docker engine (RECIPES.md).
     scripts/test's set-up (scripts/podman-setup) built the images, labelled with the
     hash of the sources they were built from; podman-check refuses images whose label
-    is not this tree's, brings docker/compose.yaml up with two level replicas and the
-    example processor, and passes only when every processor container counts the
-    recorder's blocks, the HEALTHCHECK says healthy and the writer's file is in its
-    volume. Then nothing it started is left: containers, exec sessions' conmon, the
+    is not this tree's, brings docker/compose.yaml up with two level replicas, the
+    processor group levels scaled to three and the example processor, and passes only
+    when every processor container counts the recorder's blocks, the three levels
+    members share the work exactly once (each a third; 200 consecutive results of the
+    group, none missing or twice), the HEALTHCHECK says healthy and the writer's file
+    is in its volume. Then nothing it started is left: containers, exec sessions' conmon, the
     API service."""
     sources = subprocess.run(
         ["bash", "scripts/image-sources"], cwd=ROOT, capture_output=True, text=True, timeout=30
@@ -394,6 +398,8 @@ def test_compose_deployment_runs_under_podman_from_images_of_this_tree(tmp_path:
     assert proc.returncode == 0, text[-3000:]
     assert f"zaudio-peak:latest built from the current tree (sources {sources})" in text
     assert "every processor receives the stream" in text
+    # --scale levels=3: three members of one group, each block processed once
+    assert "group levels: 3 members sharing, 200 consecutive results, each block once" in text
     started = _started(log)
     assert started, text
     assert _left_behind(*started) == []
