@@ -208,6 +208,8 @@ def _proxy_families(proxy: Proxy) -> Iterator[_Family]:
     )
     if proxy.history is not None:
         yield from _history_families(proxy.history.stats())
+    if proxy.federation is not None:
+        yield from _upstream_families(proxy.federation.info())
     counters = proxy.forwarder.counters(0.5) if proxy.forwarder is not None else None
     if counters is None:
         return
@@ -232,6 +234,35 @@ def _proxy_families(proxy: Proxy) -> Iterator[_Family]:
         "Bytes the forwarder moved, per socket and direction.",
         [(labels, float(c[key + "_bytes"])) for labels, key in sides],
     )
+
+
+def _upstream_families(u: dict[str, Any]) -> Iterator[_Family]:
+    """The link to a hub (``--upstream``, zaudio.federation)."""
+    yield _Family("zaudio_upstream_up", "gauge", "1 while the link to the hub is up.",
+                  [({}, float(bool(u["up"])))])  # fmt: skip
+    for key, text in (
+        ("losses", "Times the link to the hub went down."),
+        ("reconnects", "Times the link to the hub came back."),
+        ("timeouts", "Control rounds the hub did not answer in time."),
+        ("conflicts", "Site nodes the hub refused (a stream name taken elsewhere): evicted."),
+    ):
+        yield _Family(f"zaudio_upstream_{key}", "counter", text, [({}, float(u[key]))])
+    ways = ("received", "sent", "echoed", "dropped")
+    yield _Family(
+        "zaudio_upstream_messages",
+        "counter",
+        "Messages over the link: received from the hub, sent to it, echoed (our own "
+        "stream back from the hub, dropped), dropped (a full queue).",
+        [({"direction": w}, float(u[w])) for w in ways],
+    )
+    yield _Family(
+        "zaudio_upstream_bytes",
+        "counter",
+        "Bytes of the messages received from and sent to the hub.",
+        [({"direction": w}, float(u[w + "_bytes"])) for w in ("received", "sent")],
+    )
+    yield _Family("zaudio_upstream_clock_offset_seconds", "gauge",
+                  "The hub's clock minus this proxy's.", [({}, float(u["offset"]))])  # fmt: skip
 
 
 def _history_families(h: dict[str, Any]) -> Iterator[_Family]:
