@@ -31,4 +31,5 @@ def check(file: str) -> None:
         f"{'' if pipeline.started_proxy else ' (running elsewhere)'}, "
         f"{kinds.count('recorder')} recorder(s), {kinds.count('processor')} processor(s)"
         + (f" (replicas: {', '.join(replicated)})" if replicated else "")
+        + (f", {kinds.count('sequencer')} sequencer(s)" if "sequencer" in kinds else "")
     )

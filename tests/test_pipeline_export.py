@@ -193,15 +193,21 @@ def test_replicas_export_as_one_service_and_one_deployment_of_n(tmp_path: Path) 
     path = tmp_path / "g.toml"
     path.write_text(
         '[recorder.tone]\nsource = "sine:440"\n\n'
-        '[processor.vad]\nfunction = "level"\ntopics = ["tone"]\ngroup = "vad"\nreplicas = 3\n\n'
+        '[processor.vad]\nfunction = "level"\ntopics = ["tone"]\ngroup = "vad"\nreplicas = 3\n'
+        'output = "vad-out"\n\n'
         '[processor.once]\nfunction = "level"\ntopics = ["tone"]\ngroup = "o"\n'
         'replicas = 2\nrestart = "no"\n'
     )
     out = tmp_path / "compose.yaml"
     assert run("up", str(path), "--export", "compose", "-o", str(out)).returncode == 0
     services = compose_config(out)["services"]
-    assert set(services) == {"proxy", "tone", "vad", "once"}
+    assert set(services) == {"proxy", "tone", "vad", "vad.sequence", "once"}
     assert services["vad"]["scale"] == 3
+    # a group with an output: its sequencer publishes the members' arrays as vad-out
+    assert services["vad.sequence"]["command"] == [
+        "sequence", "vad-out", "--proxy", "tcp://proxy:5555",
+    ]  # fmt: skip
+    assert "scale" not in services["vad.sequence"]
     assert services["vad"]["command"][services["vad"]["command"].index("--group") + 1] == "vad"
     assert "scale" not in services["tone"]
     r = run("up", str(path), "--export", "k8s")
@@ -212,6 +218,8 @@ def test_replicas_export_as_one_service_and_one_deployment_of_n(tmp_path: Path) 
     assert objects["zaudio-vad"]["kind"] == "Deployment"
     assert objects["zaudio-vad"]["spec"]["replicas"] == 3
     assert objects["zaudio-tone"]["spec"]["replicas"] == 1
+    (seq,) = objects["zaudio-vad-sequence"]["spec"]["template"]["spec"]["containers"]
+    assert seq["args"][:2] == ["sequence", "vad-out"]
     job = objects["zaudio-once"]
     assert job["kind"] == "Job"
     assert (job["spec"]["parallelism"], job["spec"]["completions"]) == (2, 2)

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import ROOT, ZAUDIO, Listener, env, listing, proxy_process, stop, wait_until
+from tests.helpers import ROOT, ZAUDIO, Listener, env, listing, proxy_process, run, stop, wait_until
 from zaudio.endpoints import free_ports
 
 #: The supervisor's poll interval (Supervisor.run's default): how late it sees an exit.
@@ -397,3 +397,37 @@ def test_replicas_run_as_members_of_one_group(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0, err.read_text()
     assert all(gone(pid) for pid in pids)
+
+
+def test_a_group_with_an_output_gets_its_sequencer(tmp_path: Path) -> None:
+    port = free_ports(3)
+    control = f"tcp://127.0.0.1:{port}"
+    (tmp_path / "neg.py").write_text("def negate(block):\n    return -block\n")
+    path = tmp_path / "p.toml"
+    path.write_text(
+        f'[proxy]\nport = {port}\n\n[recorder.tone]\nsource = "sine:440"\n\n'
+        '[processor.dn]\nfunction = "neg.py:negate"\ntopics = ["tone"]\ngroup = "dn"\n'
+        'replicas = 2\noutput = "dn-out"\n\n'
+        '[processor.down]\nfunction = "level"\ntopics = ["dn-out"]\n'
+    )
+    check = run("check", str(path))
+    assert check.returncode == 0, check.stderr
+    assert "(replicas: dn x2), 1 sequencer(s)" in check.stdout, check.stdout
+    with up(path, "--no-status") as (proc, _, err):
+
+        def flowing() -> dict[str, Any] | None:
+            assert proc.poll() is None, err.read_text()
+            found = nodes(control)
+            seq = found.get("dn-out", {})
+            down = (found.get("down", {}).get("stats") or {}).get("received", 0)
+            parts = (seq.get("stats") or {}).get("parts", 0)
+            return found if seq.get("role") == "sequencer" and parts == 2 and down > 20 else None
+
+        found = wait_until(flowing, 40, "the members' audio sequenced into dn-out, read by down")
+        down = found["down"]["stats"]
+        # one ordered stream: nothing out of order or twice (a skip would be a counted gap)
+        assert down["rejected"] == 0, down
+        assert found["dn-out"]["stats"]["duplicates"] == 0, found["dn-out"]
+        assert "(6 nodes)" in err.read_text()  # proxy, recorder, 2 members, sequencer, down
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, err.read_text()

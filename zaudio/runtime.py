@@ -277,6 +277,13 @@ class Processor(Background, DeliveryPath):
                 )
             else:
                 log.info("processor %r waiting for streams matching %s", self.name, self.topics)
+            if self.group is not None and output is not None:
+                log.info(
+                    "group %r: arrays go to %s; 'zaudio sequence %s' makes them one stream",
+                    self.group,
+                    output,
+                    output.rpartition("/part/")[0],
+                )
             if self.backfill is not None:  # the live subscription is confirmed: the seam holds
                 self.backfill.fetch(conn.control, conn.prefixes, self.keys, self.name)
             self.overrun.start(conn.sock, self._accept, self._stop)

@@ -69,7 +69,7 @@ class Node:
     """One child process: ``zaudio ARGS`` in the file's directory."""
 
     name: str
-    kind: str  # "proxy", "recorder" or "processor"
+    kind: str  # "proxy", "recorder", "processor" or "sequencer"
     args: tuple[str, ...]
     env: Mapping[str, str]
     restart: Restart
@@ -253,7 +253,13 @@ def check(path: str | os.PathLike[str]) -> tuple[Pipeline | None, list[Problem]]
     """
     from zaudio.endpoints import control_endpoint
     from zaudio.pipeline.graph import check_graph
-    from zaudio.pipeline.nodes import Common, check_keys, processor_node, recorder_node
+    from zaudio.pipeline.nodes import (
+        Common,
+        check_keys,
+        processor_node,
+        recorder_node,
+        sequencer_node,
+    )
 
     file = Path(path)
     try:
@@ -320,6 +326,7 @@ def check(path: str | os.PathLike[str]) -> tuple[Pipeline | None, list[Problem]]
     for kind, build in (("recorder", recorder_node), ("processor", processor_node)):
         for name, table in c.table((kind,), data.get(kind, {})).items():
             nodes.append(build(c, name, c.table((kind, name), table), common))
+    nodes += [s for n in nodes if (s := sequencer_node(n)) is not None]
     if not any(n.kind != "proxy" for n in nodes) and not c.problems:
         c.bad(
             (),

@@ -6,8 +6,10 @@ A recorder ``[recorder.NAME]`` becomes ``zaudio record --stream NAME ...``
 node takes ``restart``, ``backoff``, ``backoff_max`` and ``env``; a processor
 also ``function``, and with a ``group`` ``replicas = N``: N members of that
 group (``NAME.1`` .. ``NAME.N`` under ``zaudio up``, one service or Deployment
-of N replicas when exported). Sources and functions are tried here, the way the
-command would load them, so that a typo is a line of ``zaudio check`` rather than a
+of N replicas when exported); a group processor that declares an ``output`` gets
+a sequencer node ``NAME.sequence`` (``zaudio sequence OUTPUT``), which publishes
+its members' arrays as the one stream ``output``. Sources and functions are tried
+here, the way the command would load them, so that a typo is a line of ``zaudio check`` rather than a
 node that keeps restarting.
 """
 
@@ -26,7 +28,14 @@ from zaudio.pipeline.schema import options, to_args
 if TYPE_CHECKING:
     from zaudio.pipeline.config import Node, Restart, _Checker
 
-__all__ = ["Common", "check_keys", "processor_node", "recorder_node", "source_path"]
+__all__ = [
+    "Common",
+    "check_keys",
+    "processor_node",
+    "recorder_node",
+    "sequencer_node",
+    "source_path",
+]
 
 NODE_KEYS = ("restart", "backoff", "backoff_max", "env")
 _DEVICE_SOURCES = ("mic", "device")
@@ -258,3 +267,27 @@ def _replicas(c: _Checker, where: tuple[str, ...], table: dict[str, Any], values
         )
         return 1
     return n
+
+
+def _flag(args: tuple[str, ...], flag: str) -> str | None:
+    return args[args.index(flag) + 1] if flag in args else None
+
+
+def sequencer_node(node: Node) -> Node | None:
+    """The sequencer of a group processor that declares an ``output``, else None.
+
+    Its members publish their arrays on parts (zaudio.sequencer); ``NAME.sequence``
+    runs ``zaudio sequence OUTPUT`` so that ``output`` is one stream, as declared.
+    """
+    if node.kind != "processor":
+        return None
+    group, output = _flag(node.args, "--group"), _flag(node.args, "--output")
+    if group is None or output is None:
+        return None
+    proxy, keys = _flag(node.args, "--proxy"), _flag(node.args, "--keys")
+    tail: tuple[str, ...] = ("--proxy", proxy) if proxy is not None else ()
+    tail += ("--keys", keys) if keys is not None else ()
+    return replace(
+        node, name=f"{node.name}.sequence", kind="sequencer", args=("sequence", output, *tail),
+        replicas=1,
+    )  # fmt: skip

@@ -37,7 +37,7 @@ __all__ = ["STOP_ORDER", "Child", "Output", "Supervisor", "exit_text"]
 log = logging.getLogger(__name__)
 
 #: shutdown order, the reverse of the start order
-STOP_ORDER = ("processor", "recorder", "proxy")
+STOP_ORDER = ("processor", "sequencer", "recorder", "proxy")
 #: a node that ran this long (s) before it exited starts its back-off over
 STABLE = 10.0
 
@@ -230,7 +230,7 @@ class Supervisor:
                     f"no proxy answers at {self.pipeline.control} within {timeout:g} s ({where})"
                 )
             stop.wait(0.05)
-        for kind in ("recorder", "processor"):
+        for kind in ("recorder", "processor", "sequencer"):
             for child in self.children:
                 if child.node.kind == kind and not stop.is_set():
                     self._spawn(child)
