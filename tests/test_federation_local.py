@@ -17,6 +17,7 @@ import zmq
 
 from tests.helpers import run, wait_until
 from zaudio.client import request
+from zaudio.errors import RequestRefused
 from zaudio.interest import owner_check, tap, upstream
 from zaudio.protocol import decode
 from zaudio.proxy import Proxy
@@ -167,3 +168,59 @@ def test_bad_upstream_is_one_line_exit_2(args: list[str], says: str) -> None:
     assert res.returncode == 2, res
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], res.stderr
+
+
+def test_one_name_taken_at_two_sites_at_once_is_kept_by_one(hub: Proxy) -> None:
+    a, b = site(hub, "a"), site(hub, "b")
+    try:
+        reg = {"op": "register", "role": "recorder", "name": "r", "host": "h", "pid": 1,
+               "streams": [{"name": "dup", "rate": 8000, "channels": 1}]}  # fmt: skip
+        ids = {p.name: request(p.control, reg)["id"] for p in (a, b)}  # both accepted locally
+        # the hub takes the first mirror and refuses the second: that site evicts its node
+        wait_until(lambda: sum(p.federation.conflicts for p in (a, b)) == 1, 10, "a conflict")  # type: ignore[union-attr]
+        loser, winner = (a, b) if a.federation.conflicts else (b, a)  # type: ignore[union-attr]
+        wait_until(lambda: ids[loser.name] not in loser.registry.nodes, 5, "the eviction")
+        beat = request(winner.control, {"op": "heartbeat", "id": ids[winner.name]})
+        assert beat["ok"], beat
+        with pytest.raises(RequestRefused) as forgot:
+            request(loser.control, {"op": "heartbeat", "id": ids[loser.name]})
+        assert forgot.value.code == "unknown_id"
+        wait_until(lambda: loser.registry.remote.get("dup"), 5, "the winner's name learned")
+        with pytest.raises(RequestRefused) as taken:
+            request(loser.control, reg)
+        assert taken.value.code == "stream_taken"
+        assert f"at proxy {winner.name!r}" in str(taken.value), taken.value
+        hub_list = request(hub.control, {"op": "list"})
+        assert [s["origin"] for s in hub_list["streams"]] == [winner.name]
+    finally:
+        b.stop()
+        a.stop()
+
+
+def test_a_hub_of_hubs_carries_a_leaf_stream_to_the_top(hub: Proxy) -> None:
+    mid = site(hub, "mid")
+    leaf = site(mid, "leaf")
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    try:
+        sub.connect(hub.sub)
+        sub.subscribe(b"audio/deep\0")
+        with Publisher("deep", rate=16000, channels=1, proxy=leaf.control) as pub:
+            wait_until(lambda: leaf.federation.data.taps, 10, "the top's wish at the leaf")  # type: ignore[union-attr]
+            # the middle passes up only streams registered there: the leaf's mirror
+            wait_until(lambda: mid.registry.owns("deep"), 10, "the leaf's mirror at mid")
+            for _ in range(20):
+                pub.send(np.zeros((160, 1), np.float32))
+            got = collect(sub, {"deep"}, 20, 10)
+            top = wait_until(
+                lambda: (r := request(hub.control, {"op": "list"}))["streams"] and r, 5, "top list"
+            )
+            at_leaf = request(leaf.control, {"op": "list"})
+        assert got["deep"] == list(range(20))
+        assert [(s["name"], s["origin"]) for s in top["streams"]] == [("deep", "leaf")]
+        assert [s["origin"] for s in at_leaf["streams"]] == ["leaf"]  # its own, not learned
+    finally:
+        sub.close()
+        leaf.stop()
+        mid.stop()

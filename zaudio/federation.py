@@ -116,7 +116,7 @@ class Federation:
         self.mirrors: dict[str, str] = {}  # local node id -> its id at the hub
         self._announced: dict[str, list[StreamInfo]] = {}  # local id -> streams told the hub
         self._offered: list[_Mirror] = []
-        self._evict: collections.deque[str] = collections.deque()
+        self._evict: collections.deque[tuple[str, str]] = collections.deque()
         self.up = False
         self.losses = self.reconnects = self.conflicts = self.rounds = self.timeouts = 0
         self.error: str | None = None
@@ -144,9 +144,10 @@ class Federation:
     def offer(self) -> None:
         """Hand the link the site's nodes now; evict those the hub refused."""
         while self._evict:
-            node = self.registry.evict(self._evict.popleft())
+            local, why = self._evict.popleft()
+            node = self.registry.evict(local)
             if node is not None:
-                log.warning("hub refused %s %r: %s", node.role, node.name, self.error)
+                log.warning("hub refused %s %r, evicted here: %s", node.role, node.name, why)
         old = self._offered
         offered = [
             (n.id, msgspec.structs.replace(n.registration, stats=n.stats, group=None))
@@ -333,8 +334,7 @@ class Federation:
                 return True
             if reply.code == "stream_taken":
                 self.conflicts += 1
-                self.error = reply.error
-                self._evict.append(local)
+                self._evict.append((local, reply.error))
             elif reply.code != "rate_limited":
                 self.error = reply.error
         elif reg is not None:
