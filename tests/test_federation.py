@@ -246,3 +246,32 @@ def test_a_dropped_link_comes_back_within_two_heartbeats_and_counts_the_loss(
     probe.close()
     stop(rec)
     stop(proc)
+
+
+def test_a_link_that_goes_silent_is_noticed_and_comes_back(
+    fed: Federated, wav: tuple[Path, np.ndarray]
+) -> None:
+    """No reset this time: B's interface goes down (packets vanish) and up again."""
+    path, _ = wav
+    lan = fed.lan
+    probe = lan.listen("b", SITE, "mute")
+    hub_wants(fed, "mute")
+    before = fed.upstream("b")
+    rec = record(fed, path, "mute", seconds=8)
+    probe.wait(lambda m: len(m) >= 20, 15, "the stream at B")
+    sh("ip", "-n", lan.ns["b"], "link", "set", "eth0", "down")
+    try:
+        # ZeroMQ's heartbeats on the link notice within about a heartbeat
+        fed.wait("B's link down", lambda: not fed.upstream("b")["up"], timeout=3 * HEARTBEAT + 2)
+        cut_at = len(probe.messages)
+    finally:
+        sh("ip", "-n", lan.ns["b"], "link", "set", "eth0", "up")
+    restored = time.time()
+    msgs = probe.wait(lambda m: any(h["recv"] > restored for h in m[cut_at:]), 10, "data again")
+    back = min(h["recv"] for h in msgs[cut_at:] if h["recv"] > restored) - restored
+    after = fed.wait("B's link up", lambda: fed.upstream("b")["up"] and fed.upstream("b"))
+    print(f"silent link: data back {back * 1000:.0f} ms after the interface came up")
+    assert back < 2 * HEARTBEAT, back
+    assert after["losses"] == before["losses"] + 1, (before, after)
+    probe.close()
+    stop(rec)

@@ -15,7 +15,8 @@ untouched; only messages that cross the link are touched by Python. What is
 subscribed each way is :mod:`zaudio.interest`. A message from the hub whose
 stream the site owns is dropped and counted (``echoed``); a message that does
 not fit a full queue is counted (``dropped``: both XPUBs use ``XPUB_NODROP``).
-A monitor on each hub connection tells whether the link is up; ZeroMQ's own
+A monitor on each hub connection tells whether the link is up (a ZMTP handshake
+with the hub succeeded, and no disconnection since); ZeroMQ's own
 heartbeats on them notice a dead connection within about one heartbeat and
 ZeroMQ reconnects (every 0.1 s), replaying the subscriptions each way.
 """
@@ -39,7 +40,9 @@ log = logging.getLogger(__name__)
 
 _BATCH = 256  # messages moved per socket per wake-up, so no direction starves another
 _TICK = 100  # ms: how often the subscriptions are recomputed (ownership changes)
-_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
+# connected = the ZMTP handshake with the hub succeeded (a TCP connect alone may reach
+# only a relay or a NAT in between)
+_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 COUNTERS = ("received", "received_bytes", "sent", "sent_bytes", "echoed", "dropped")
 
 
@@ -208,7 +211,7 @@ class DataLink:
 
     def _monitor(self, mon: zmq.Socket[Any], which: int) -> None:
         event = parse_monitor_message(mon.recv_multipart())["event"]
-        connected = event == zmq.EVENT_CONNECTED
+        connected = event == zmq.EVENT_HANDSHAKE_SUCCEEDED
         if connected != self._connected[which]:
             self._connected[which] = connected
             self._state(*self._connected)
