@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -157,7 +158,9 @@ class DataLink:
         monitors: list[zmq.Socket[Any]],
     ) -> None:
         c = self.counters
+        due = 0.0
         while True:
+            changed = False
             for sock, _ in poller.poll(_TICK):
                 if sock is down:
                     for _ in range(_BATCH):
@@ -181,12 +184,16 @@ class DataLink:
                             c["sent"] += 1
                             c["sent_bytes"] += sum(len(f) for f in frames)
                 elif sock is into:
-                    self._subscriptions(into, self.site)
+                    changed = self._subscriptions(into, self.site) or changed
                 elif sock is up:
-                    self._subscriptions(up, self.hub)
+                    changed = self._subscriptions(up, self.hub) or changed
                 else:
                     self._monitor(sock, monitors.index(sock))
-            self._resubscribe(tap, down)
+            # at once when a subscription set changed, else every tick (ownership, remote)
+            now = time.monotonic()
+            if changed or now >= due:
+                due = now + _TICK / 1000
+                self._resubscribe(tap, down)
 
     def _send(self, sock: zmq.Socket[Any], frames: list[Any]) -> bool:
         try:
@@ -196,18 +203,19 @@ class DataLink:
             self.counters["dropped"] += 1
             return False
 
-    def _subscriptions(self, sock: zmq.Socket[Any], held: set[bytes]) -> None:
-        """Read (un)subscription messages from an XPUB into ``held``."""
+    def _subscriptions(self, sock: zmq.Socket[Any], held: set[bytes]) -> bool:
+        """Read (un)subscription messages from an XPUB into ``held``; True if any."""
         for _ in range(_BATCH):
             try:
                 msg = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return True
             if msg[:1] == b"\x01":
                 held.add(msg[1:])
             elif msg[:1] == b"\x00":
                 held.discard(msg[1:])
                 self._leaving.discard(msg[1:])  # a tap subscription is gone from the site
+        return True
 
     def _monitor(self, mon: zmq.Socket[Any], which: int) -> None:
         event = parse_monitor_message(mon.recv_multipart())["event"]
