@@ -138,7 +138,7 @@ def top_argv(control: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "zaudio", "top", "--proxy", control, *extra]
 
 
-def test_top_in_tmux_shows_every_stream_within_2_s_and_quits_on_q(bus: str, tmp_path: Path) -> None:
+def test_top_in_tmux_shows_every_stream_and_quits_on_q(bus: str, tmp_path: Path) -> None:
     with tmux(tmp_path) as t:
         launched = time.monotonic()
         t.start(top_argv(bus), {"TERM": "tmux-256color"})
@@ -147,9 +147,9 @@ def test_top_in_tmux_shows_every_stream_within_2_s_and_quits_on_q(bus: str, tmp_
         # first: about 0.7 s on an idle 2-core machine, several seconds under load)
         wait_until(lambda: "zaudio top" in t.screen(), 20, "the first screen")
         drawn = time.monotonic()
-        wait_until(lambda: all(name in t.screen() for name in STREAMS), 2, "every stream")
+        # (that it is the first screen that lists them: the test below, in refreshes)
+        wait_until(lambda: all(name in t.screen() for name in STREAMS), 20, "every stream")
         shown = time.monotonic()
-        assert shown - drawn < 2.0, f"streams {shown - drawn:.2f} s after the first screen"
         print(
             f"top: first screen {drawn - launched:.2f} s after launch, streams {shown - launched:.2f} s"
         )
@@ -177,6 +177,17 @@ def test_top_in_tmux_shows_every_stream_within_2_s_and_quits_on_q(bus: str, tmp_
             lambda: count(section(t.screen(), "PROCESSORS").get("slow"), 5) > 0, 10, "slow's drops"
         )
         assert section(t.screen(), "PROCESSORS")["fast"][5] == "0", t.screen()
+        t.keys("q")
+        assert t.exit_code(5) == 0
+
+
+def test_top_lists_every_stream_on_its_first_screen(bus: str, tmp_path: Path) -> None:
+    """Issue #18's "every stream within 2 s" counted in refreshes, not seconds: with the
+    next refresh a minute away, what shows within the bounded wait is the first screen."""
+    with tmux(tmp_path) as t:
+        t.start(top_argv(bus, "--interval", "60"), {"TERM": "tmux-256color"})
+        wait_until(lambda: "zaudio top" in t.screen(), 20, "the first screen")
+        wait_until(lambda: all(name in t.screen() for name in STREAMS), 20, "every stream")
         t.keys("q")
         assert t.exit_code(5) == 0
 
