@@ -94,13 +94,19 @@ def _subscriber(control: str, keys: Keys, pattern: str = "*") -> Iterator[Inlet]
         inlet.close()
 
 
-def _drain(inlet: Inlet, seconds: float) -> list[Any]:
-    got = []
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
+def _drain(inlet: Inlet, legit: int, then: float = 0.3, timeout: float = 20) -> list[Any]:
+    """Every message received: until ``legit`` of them are on stream ``legit`` (bounded
+    by ``timeout``), and whatever else comes ``then`` seconds after."""
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while sum(h.stream == "legit" for h, _ in got) < legit:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{len(got)} messages in {timeout} s, {legit} legit ones expected"
         frames = inlet.recv(left)
         if frames is not None:
             got.append(decode(frames))
+    while time.monotonic() < deadline + then and (frames := inlet.recv(then)) is not None:
+        got.append(decode(frames))
     return got
 
 
@@ -168,7 +174,7 @@ def test_unauthorised_peer_cannot_publish(secure: str, good: Keys, rogue: Keys, 
                     assert legit.send(np.zeros(80, np.float32))
                     sent += 1
                     time.sleep(0.01)
-                got = _drain(inlet, 0.3)
+                got = _drain(inlet, sent)
             assert not outlet.ready and not outlet.subscriptions
         finally:
             pub.close(0)
