@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from zaudio.bench.probe import Probe
+from zaudio.bench.probe import Probe, paced
 
 HWM = 10_000  # as zaudio's proxy and Inlet
 HEADER = struct.Struct("<Qd")
@@ -180,12 +180,8 @@ def pub(args: argparse.Namespace) -> None:
     block = block.reshape(args.frames, args.channels)
     pad = b" " * (HEADER_LEN - HEADER.size)
     period = 1.0 / args.blocks
-    start = time.monotonic()
     wall0 = time.time()
-    for k in range(args.count):
-        delay = start + (k + 1) * period - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+    for k in paced(args.count, period):
         header = HEADER.pack(k, wall0 + k * period) + pad
         for s, topic in socks:
             s.send_multipart([topic, header, block], copy=False)

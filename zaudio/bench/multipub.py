@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from zaudio.bench.probe import paced
 from zaudio.bus import Publisher
 
 
@@ -39,12 +40,8 @@ def main(argv: list[str] | None = None) -> None:
             p.start()
         block = (np.sin(np.arange(args.frames)) * 0.5).astype("<f4").reshape(-1, 1)
         period = 1.0 / args.blocks if args.blocks else args.frames / args.rate
-        start = time.monotonic()
         wall0 = time.time()
-        for k in range(args.count):
-            delay = start + (k + 1) * period - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+        for k in paced(args.count, period):
             for p in pubs:
                 p.send(block, wall0 + p.client.offset + k * period)
         dropped = sum(p.counters["dropped"] for p in pubs)

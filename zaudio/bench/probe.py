@@ -18,9 +18,25 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Probe", "cpu_seconds", "percentiles"]
+__all__ = ["Probe", "cpu_seconds", "paced", "percentiles"]
+
+
+def paced(count: int, period: float) -> Iterator[int]:
+    """Tick numbers 0 .. count-1, tick ``k`` at ``k + 1`` periods after the first call.
+
+    The publishing loop of both sides of the paired bench (zaudio.bench.multipub and
+    the baseline's publisher): the same ticks, slept to, never sent early; a late
+    tick is given at once (the schedule does not slip).
+    """
+    start = time.monotonic()
+    for k in range(count):
+        delay = start + (k + 1) * period - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield k
 
 
 def cpu_seconds(pid: int) -> float:
