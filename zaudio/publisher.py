@@ -26,7 +26,6 @@ A Publisher is owned by one thread (its outlet's).
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import deque
 from typing import Any
@@ -48,11 +47,6 @@ RESUBSCRIBE_WAIT = 1.0
 #: so that every subscriber (not just the first) has reconnected: 3x ZeroMQ's
 #: reconnect interval.
 RECONNECT_GRACE = 0.3
-
-#: Seconds since the previous send after which a send yields the core (Publisher.send).
-YIELD_AFTER = 0.001
-#: Give up the core for a moment (Unix): see Publisher.send.
-_yield = getattr(os, "sched_yield", None) or (lambda: None)
 
 _Held = tuple[int, int, Block, "float | None"]  # seq, index, block, t (None: stamp on sending)
 
@@ -146,7 +140,6 @@ class Publisher:
         self._hold_until: float | None = None
         self._grace_until = 0.0
         self._clear = False  # see send()
-        self._last_sent = 0.0  # perf_counter() of the last send (see send())
         self._closed = False
 
     def registration(self) -> dict[str, Any]:
@@ -232,15 +225,6 @@ class Publisher:
         if self._clear or (self.flush() and self.ready()):
             frames = s.encode(block, self._stamp(t, s.index if index is None else index), index)
             if self.outlet.send(frames):
-                # After a pause, the send woke this process's ZeroMQ I/O thread,
-                # which a busy machine's kernel often queues on this very core:
-                # yield it the core before the look, or the block waits for the
-                # look's Python (~50 us cold) before it reaches the network
-                # (docs/benchmarks.md). Not in a burst: the thread is awake then.
-                now = time.perf_counter()
-                if now - self._last_sent > YIELD_AFTER:
-                    _yield()
-                self._last_sent = now
                 self._clear = self.ready()
                 if self._clear or self.outlet.ready:
                     c = self.counters
