@@ -58,6 +58,7 @@ from zaudio.control import (
     encode,
 )
 from zaudio.endpoints import control_endpoint, resolve
+from zaudio.errors import ProxyError, ProxyUnreachable, RequestRefused
 from zaudio.links import DataLink
 from zaudio.names import AUDIO, RESULT
 from zaudio.registry import Registry
@@ -69,10 +70,6 @@ log = logging.getLogger(__name__)
 
 TIMEOUT = 1.0  # seconds to wait for the hub's replies to one round
 _Mirror = tuple[str, Register]  # (local node id, its registration with its counters)
-
-
-class _Lost(Exception):
-    """The hub did not answer in time."""
 
 
 class Federation:
@@ -233,7 +230,7 @@ class Federation:
                     again = self._round()
                     self.error, backoff = None, 0.1
                     wait = 0.0 if again else self.heartbeat
-                except _Lost as exc:
+                except ProxyError as exc:  # unanswered or refused: counted, retried
                     self.error = str(exc)
                     self.timeouts += 1
                     wait, backoff = backoff, min(backoff * 2, self.heartbeat)
@@ -264,7 +261,9 @@ class Federation:
             if left <= 0 or not sock.poll(int(left * 1000) + 1):
                 sock.close(0)  # lazy pirate: a fresh socket never gets a stale reply
                 self._sock = None
-                raise _Lost(f"the hub at {self.endpoint} did not answer within {TIMEOUT:g} s")
+                raise ProxyUnreachable(
+                    f"the hub at {self.endpoint} did not answer within {TIMEOUT:g} s"
+                )
             frames = sock.recv_multipart()
             if len(frames) >= 2 and not frames[0]:
                 replies.append(frames[1])
@@ -273,7 +272,7 @@ class Federation:
     def _call(self, req: msgspec.Struct, kind: type[Any]) -> Any:
         reply = decode_reply(self._exchange([req])[0], kind)
         if isinstance(reply, ErrorReply):
-            raise _Lost(f"the hub refused {type(req).__name__.lower()}: {reply.error}")
+            raise RequestRefused(f"the hub refused {type(req).__name__.lower()}: {reply.error}")
         return reply
 
     def _measure(self) -> None:
@@ -376,6 +375,6 @@ class Federation:
             return
         try:
             self._exchange([Disconnect(id=h) for h in self.mirrors.values()])
-        except _Lost:
+        except ProxyError:
             pass
         self.mirrors.clear()
