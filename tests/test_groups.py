@@ -213,6 +213,7 @@ def _sigkill_taken_over(bus: str) -> None:
         settled(bus, 3)
         killed: list[float] = []
         last_beat: list[float] = []
+        beat_processed: list[int] = []  # what its last heartbeat said it had processed
 
         def kill() -> None:
             victim.kill()
@@ -221,6 +222,7 @@ def _sigkill_taken_over(bus: str) -> None:
         def last_seen() -> None:  # a while after the kill: no heartbeat of it is in flight
             node = next(n for n in listing(bus)["nodes"] if n["pid"] == victim.pid)
             last_beat.append(node["last_seen"])
+            beat_processed.append(node["stats"]["processed"])
 
         with (
             Listener(bus, "result/g") as listener,
@@ -246,8 +248,13 @@ def _sigkill_taken_over(bus: str) -> None:
         assert after_beat >= TIMEOUT + LEAD - 0.01, after_beat
         assert t0 + max(missing) * BLOCK < g["start"], (t0, g["start"], sorted(missing))
         wait_until(lambda: lost(bus) >= len(missing), 10, "the handover to be counted")
-        # an upper bound by at most one beat of its share (what it did after its last beat)
-        assert lost(bus) - len(missing) <= 0.5 * HEARTBEAT / BLOCK / 3 + 1
+        # an upper bound, over by what the killed member did after its last heartbeat:
+        # its results beyond the count that heartbeat carried (about half a beat of its
+        # share on a quiet machine; more when the machine delayed that beat)
+        after_last_beat = sum(pid == victim.pid for _, pid in results.seen) - beat_processed[0]
+        assert 0 <= lost(bus) - len(missing) <= after_last_beat + 1, (
+            lost(bus), len(missing), after_last_beat,
+        )  # fmt: skip
         g = group(bus)
         assert g is not None and len(g["members"]) == 2
 
