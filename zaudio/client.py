@@ -66,10 +66,15 @@ def measure_offset(req: Requester, samples: int = CLOCK_SAMPLES) -> tuple[float,
 
     Returns ``(offset, rtt)``: proxy time = local time + offset.
     """
+    return best_offset(lambda: req.call(Time(), TimeReply).time, samples)
+
+
+def best_offset(ask: Callable[[], float], samples: int = CLOCK_SAMPLES) -> tuple[float, float]:
+    """``(offset, rtt)`` from the ``ask()`` (one ``time`` round trip) with the smallest RTT."""
     best: tuple[float, float] | None = None
     for _ in range(samples):
         t0 = clock.now()
-        remote = req.call(Time(), TimeReply).time
+        remote = ask()
         t1 = clock.now()
         rtt = t1 - t0
         if best is None or rtt < best[1]:

@@ -38,8 +38,8 @@ from typing import Any
 import msgspec
 import zmq
 
-from zaudio import clock, interest
-from zaudio.client import CLOCK_RESYNC, CLOCK_SAMPLES
+from zaudio import interest
+from zaudio.client import CLOCK_RESYNC, best_offset
 from zaudio.control import (
     Disconnect,
     ErrorReply,
@@ -276,15 +276,7 @@ class Federation:
         return reply
 
     def _measure(self) -> None:
-        best: tuple[float, float] | None = None
-        for _ in range(CLOCK_SAMPLES):
-            t0 = clock.now()
-            remote = self._call(Time(), TimeReply).time
-            t1 = clock.now()
-            if best is None or t1 - t0 < best[1]:
-                best = (remote - (t0 + t1) / 2, t1 - t0)
-        assert best is not None
-        self.offset, self.rtt = best
+        self.offset, self.rtt = best_offset(lambda: self._call(Time(), TimeReply).time)
 
     def _round(self) -> bool:
         """Mirror the site's nodes at the hub and learn the hub's; True to go again at once."""
