@@ -20,7 +20,7 @@ a new epoch starting :data:`LEAD` intervals later (never before the previous
 one): by then every live member has heard of it, in a heartbeat reply
 (:class:`~zaudio.control.Share`). A killed member's share is so taken over
 within ``TIMEOUT + LEAD`` = 1.75 intervals of its last heartbeat (plus the
-proxy's expiry sweep, at most 0.25 s): within 2 intervals.
+proxy's expiry sweep, every 0.1 s): within 2 intervals.
 
 Each heartbeat reply also says ``since``: the first epoch of the member's
 current, unbroken membership. A member that was declared dead (a SIGSTOP) and

@@ -292,7 +292,8 @@ class Proxy:
         next_sweep = 0.0
         try:
             while True:
-                if ctl.poll(250):
+                wait = max(0.0, next_sweep - time.time())  # sweep every _SWEEP, even idle
+                if ctl.poll(int(wait * 1000) + 1):
                     frames = ctl.recv_multipart()
                     envelope, body = split_envelope(frames)
                     if envelope is None:
