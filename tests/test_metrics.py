@@ -322,3 +322,63 @@ def test_a_killed_node_stops_being_exported_after_its_missed_heartbeats() -> Non
             s = wait_until(without_it, 10, "the killed processor to leave /metrics")
     assert values(s, "zaudio_processor_received_blocks_total", name="doomed") == []
     assert values(s, "zaudio_node_start_time_seconds", name="doomed") == []
+
+
+def test_per_stream_series_of_a_slow_processor_on_two_block_rates() -> None:
+    port = free_ports(1)
+    url = f"http://127.0.0.1:{port}/metrics"
+    blocks = {"quick": "10ms", "coarse": "40ms"}  # 100 and 25 blocks a second
+    with proxy_process("--heartbeat", "0.2", "--metrics", f"127.0.0.1:{port}") as (control, _p):
+        topics = [a for stream in blocks for a in ("--topic", stream)]
+        with spawn("process", f"{PROCS}:slow", "--name", "slow", *topics, "--queue", "4",
+                   "--proxy", control):  # fmt: skip
+            wait_node(control, "slow", role="processor")
+            source = ("--source", "sine:440", "--rate", "8000", "--duration", "1.5s")
+            with (
+                spawn("record", *source, "--stream", "quick", "--block", blocks["quick"],
+                      "--proxy", control) as quick,
+                spawn("record", *source, "--stream", "coarse", "--block", blocks["coarse"],
+                      "--proxy", control) as coarse,
+            ):  # fmt: skip
+                logs = {}
+                for stream, rec in (("quick", quick), ("coarse", coarse)):
+                    assert rec.wait(20) == 0
+                    assert rec.stderr is not None
+                    logs[stream] = rec.stderr.read()
+            sent = {}
+            for stream, log in logs.items():
+                found = re.findall(rf"stream '{stream}': sent (\d+) blocks", log)
+                assert found, log
+                sent[stream] = int(found[-1])
+            assert sent["quick"] >= 140 and sent["coarse"] >= 35, sent
+
+            def settled() -> tuple[str, Samples] | None:
+                s = parse(text := scrape_text(url))
+                per = {
+                    k: {st: one(s, f"zaudio_processor_stream_{k}_total", name="slow", stream=st)
+                        for st in blocks}
+                    for k in ("received_blocks", "processed_blocks", "dropped_blocks")
+                }  # fmt: skip
+                done = one(s, "zaudio_processor_queued_blocks", name="slow") == 0 and all(
+                    per["received_blocks"][st] == sent[st]
+                    and per["processed_blocks"][st] is not None
+                    and per["dropped_blocks"][st] is not None
+                    and per["processed_blocks"][st] + per["dropped_blocks"][st] == sent[st]  # type: ignore[operator]
+                    for st in blocks
+                )
+                return (text, s) if done else None
+
+            text, s = wait_until(settled, 30, "each stream's blocks accounted for")
+            heartbeat = {n["name"]: n["stats"] for n in listing(control)["nodes"]}["slow"]
+    checked = promtool("check", "metrics", stdin=text)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # the per-stream series sum to the totals, which stay what the heartbeat says
+    for key in ("received_blocks", "processed_blocks", "dropped_blocks", "gaps", "lost_frames"):
+        total = one(s, f"zaudio_processor_{key}_total", name="slow")
+        per = values(s, f"zaudio_processor_stream_{key}_total", name="slow")
+        assert len(per) == 2 and sum(per) == total, (key, per, total)
+    dropped = one(s, "zaudio_processor_dropped_blocks_total", name="slow")
+    assert dropped == heartbeat["dropped"] and dropped is not None and dropped > 0
+    assert heartbeat["streams"]["quick"]["received"] == sent["quick"]
+    assert heartbeat["streams"]["coarse"]["received"] == sent["coarse"]
+    assert one(s, "zaudio_processor_stream_gaps_total", stream="quick") == 0  # own drops

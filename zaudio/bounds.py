@@ -22,7 +22,9 @@ __all__ = [
     "MAX_STATS_ENTRIES",
     "MAX_STATS_KEY",
     "MAX_STATS_KEYS",
+    "MAX_STATS_STREAMS",
     "MAX_TEXT",
+    "STREAMS_KEY",
     "GroupSpec",
     "Stats",
     "StreamInfo",
@@ -37,6 +39,10 @@ MAX_STATS_KEYS: Final = 64
 MAX_STATS_KEY: Final = 64
 MAX_STATS_ENTRIES: Final = 128
 MAX_STATS_BYTES: Final = 4096
+#: Streams in a processor's per-stream breakdown (``stats["streams"]``, zaudio.perstream)
+MAX_STATS_STREAMS: Final = 8
+#: The one key whose objects may hold objects in turn: {stream: {counter: n}}
+STREAMS_KEY: Final = "streams"
 MAX_REQUEST: Final = 1024 * 1024
 
 _Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
@@ -44,7 +50,8 @@ _Word = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
 _Pos = Annotated[int, msgspec.Meta(ge=1)]
 _Key = Annotated[str, msgspec.Meta(max_length=MAX_STATS_KEY)]
 _Scalar = int | float | bool | None | Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
-_Group = Annotated[dict[_Key, _Scalar], msgspec.Meta(max_length=MAX_STATS_KEYS)]
+_Flat = Annotated[dict[_Key, _Scalar], msgspec.Meta(max_length=MAX_STATS_KEYS)]
+_Group = Annotated[dict[_Key, _Scalar | _Flat], msgspec.Meta(max_length=MAX_STATS_KEYS)]
 Stats: TypeAlias = Annotated[dict[_Key, _Scalar | _Group], msgspec.Meta(max_length=MAX_STATS_KEYS)]
 _Topics = Annotated[list[_Text], msgspec.Meta(max_length=MAX_ITEMS)]
 _Names = Annotated[list[str], msgspec.Meta(max_length=MAX_ITEMS)]
@@ -66,7 +73,21 @@ def _check_stats(stats: Stats | None) -> None:
 
 
 def _stats_size(stats: Stats) -> str | None:
-    entries = len(stats) + sum(len(v) for v in stats.values() if isinstance(v, dict))
+    entries = len(stats)
+    for key, value in stats.items():
+        if not isinstance(value, dict):
+            continue
+        entries += len(value)
+        inner = [v for v in value.values() if isinstance(v, dict)]
+        if not inner:
+            continue
+        if key != STREAMS_KEY:
+            return f"'stats.{key}' holds objects: only '{STREAMS_KEY}' may (one per stream)"
+        if len(value) > MAX_STATS_STREAMS:
+            return f"'stats.{STREAMS_KEY}' has {len(value)} streams: at most {MAX_STATS_STREAMS}"
+        if len(inner) != len(value):
+            return f"'stats.{STREAMS_KEY}' holds a value that is not an object of counters"
+        entries += sum(len(v) for v in inner)
     if entries > MAX_STATS_ENTRIES:
         return f"'stats' has {entries} entries: at most {MAX_STATS_ENTRIES}"
     size = len(_encoder.encode(stats))

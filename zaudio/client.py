@@ -275,6 +275,10 @@ class NodeClient:
         try:  # as JSON carries them: numpy numbers become numbers, NaN null
             stats: control.Stats = msgspec.json.decode(encode_json(self._stats()))
             problem = control.stats_problem(stats)
+            if problem is not None and control.STREAMS_KEY in stats:
+                # the per-stream breakdown goes first, the totals stay (zaudio.perstream)
+                del stats[control.STREAMS_KEY]
+                problem = control.stats_problem(stats)
         except (TypeError, ValueError, NotImplementedError) as exc:  # not JSON at all
             problem = f"'stats': {exc}"
         if problem is None:

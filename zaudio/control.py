@@ -18,7 +18,9 @@ stats                  an object of at most 64 keys (each at most 64
                        characters) whose values are numbers, booleans, null,
                        strings of at most 256 characters, or one level of
                        such objects; at most 128 entries and 4 KiB of JSON
-                       in all
+                       in all. Only ``streams`` may hold objects of such
+                       objects: at most 8 (one per input stream,
+                       zaudio.perstream)
 since (history)        more than 0, at most 86400 seconds
 a request              1 MiB (the proxy's ``MAXMSGSIZE`` on the socket)
 =====================  ======================================================
@@ -37,7 +39,9 @@ from zaudio.bounds import (
     MAX_STATS_ENTRIES,
     MAX_STATS_KEY,
     MAX_STATS_KEYS,
+    MAX_STATS_STREAMS,
     MAX_TEXT,
+    STREAMS_KEY,
     GroupSpec,
     Stats,
     StreamInfo,
@@ -77,8 +81,10 @@ __all__ = [
     "MAX_STATS_ENTRIES",
     "MAX_STATS_KEY",
     "MAX_STATS_KEYS",
+    "MAX_STATS_STREAMS",
     "MAX_TEXT",
     "OPS",
+    "STREAMS_KEY",
     "Disconnect",
     "Epoch",
     "ErrorReply",

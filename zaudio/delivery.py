@@ -64,7 +64,7 @@ class DeliveryPath:
     """Receive, decode, track and deliver blocks to the user's function (mixed into Processor).
 
     Counters: ``received`` (audio blocks decoded), ``processed`` (calls that
-    returned), ``malformed`` (messages that broke the protocol), ``ignored``
+    returned), each also per stream (``tracker.counts``, :mod:`zaudio.perstream`), ``malformed`` (messages that broke the protocol), ``ignored``
     (results, which a processor does not take).
     """
 
@@ -114,6 +114,7 @@ class DeliveryPath:
         if backfill is not None and backfill.overlaps(h):
             return None  # the history delivered it already (counted there)
         self.received += 1
+        self.tracker.counts.of(h.stream).received += 1
         return h, block
 
     def _replay(self, backfill: Backfill, outputs: Outputs) -> None:
@@ -162,6 +163,8 @@ class DeliveryPath:
                         hit = expected.get(frames[0])
                         if hit is not None:
                             fast = hit.match(frames)
+                            if fast is not None:
+                                hit.counts.received += 1
                     if fast is not None:
                         self.received += 1
                         item = None
@@ -248,6 +251,9 @@ class DeliveryPath:
         self._proc_total += done - started
         self._audio_total += audio
         self.processed += 1
+        counts = self.tracker.counts.get(info.stream)
+        if counts is not None:  # None only for a stream never received (not ours)
+            counts.processed += 1
         self._last_end = info.t + audio
         self._last_done = done
         if out is not None:

@@ -48,6 +48,7 @@ class Expected:
         "_head",
         "_track",
         "channels",
+        "counts",
         "frames",
         "index",
         "nbytes",
@@ -71,6 +72,7 @@ class Expected:
         self._head = head
         self.suffix = suffix
         self._track = track
+        self.counts = track.counts  # the stream's counters (zaudio.perstream)
         self.seq = h.seq
         self.index = h.index
         self.prefix = b""

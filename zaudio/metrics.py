@@ -73,6 +73,23 @@ PER_STREAM: dict[str, _Spec] = {
         "NaN or infinite samples received, per input stream.",
     ),
 }
+# counters of the per-stream breakdown, stats["streams"] = {stream: {key: n}} (zaudio.perstream):
+# zaudio_processor_stream_<suffix>_total, labelled like the processor's totals plus ``stream``
+STREAM_BREAKDOWN: dict[str, _Spec] = {
+    "received": ("received_blocks", "counter", "Blocks of this input stream received."),
+    "processed": (
+        "processed_blocks",
+        "counter",
+        "Blocks (or windows) of this input stream the function was called on.",
+    ),
+    "dropped": (
+        "dropped_blocks",
+        "counter",
+        "Blocks of this input stream its queue dropped (the function was slower).",
+    ),
+    "gaps": ("gaps", "counter", "Blocks of this input stream lost before the processor."),
+    "lost_frames": ("lost_frames", "counter", "Frames of this input stream missing in gaps."),
+}
 PUBLISHER: dict[str, _Spec] = {
     "sent": ("sent_blocks", "counter", "Blocks sent to the bus."),
     "frames": ("sent_frames", "counter", "Frames sent to the bus."),
@@ -187,7 +204,21 @@ def families(proxy: Proxy, now: float | None = None) -> Iterator[_Family]:
                 if value is not None:
                     per.append(({**_labels(n, "processor"), "stream": str(stream)}, value))
         yield _Family(f"zaudio_processor_{suffix}", mtype, text, per)
+    yield from _breakdown_families(processors)
     yield from _proxy_families(proxy)
+
+
+def _breakdown_families(processors: list[Node]) -> Iterator[_Family]:
+    """The processors' per-stream breakdown (``stats["streams"]``), one series per stream."""
+    for key, (suffix, mtype, text) in STREAM_BREAKDOWN.items():
+        samples = []
+        for n in processors:
+            streams = n.stats.get("streams")
+            for stream, counts in streams.items() if isinstance(streams, dict) else ():
+                value = _number(counts.get(key), True) if isinstance(counts, dict) else None
+                if value is not None:
+                    samples.append(({**_labels(n, "processor"), "stream": str(stream)}, value))
+        yield _Family(f"zaudio_processor_stream_{suffix}", mtype, text, samples)
 
 
 def _proxy_families(proxy: Proxy) -> Iterator[_Family]:

@@ -52,7 +52,7 @@ class OverrunQueue:
     ----------
     capacity : int
         Messages the queue holds; beyond it ``policy`` drops one (counted in
-        :attr:`dropped`, and told to ``tracker`` so that the jump it leaves is
+        :attr:`dropped` and in its stream's ``tracker.counts``, and told to ``tracker`` so that the jump it leaves is
         not taken for upstream loss).
     policy : {"drop-oldest", "drop-newest"}
         Which message goes when the queue is full.
@@ -92,6 +92,7 @@ class OverrunQueue:
         if len(q) >= self.capacity:
             self.dropped += 1
             gone = item if self.policy == "drop-newest" else q.popleft()
+            self.tracker.counts.of(gone[0].stream).dropped += 1
             self.tracker.own_drop(gone[0])
             if gone is item:
                 return

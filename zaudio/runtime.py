@@ -193,6 +193,9 @@ class Processor(Background, DeliveryPath):
         (see :mod:`zaudio.tracking`); ``nonfinite`` the NaN or infinite samples
         received, per stream; ``result_nonfinite`` the NaN or infinite numbers in
         results, sent as null (:attr:`~zaudio.protocol.ResultStream.nonfinite`).
+        ``streams`` breaks ``received``, ``processed``, ``dropped``, ``gaps`` and
+        ``lost_frames`` down per input stream (at most
+        :data:`~zaudio.bounds.MAX_STATS_STREAMS` of them, :mod:`zaudio.perstream`).
         """
         n = self.processed
         failed = self.failures.failed
@@ -216,6 +219,7 @@ class Processor(Background, DeliveryPath):
             **(self.membership.stats() if self.membership is not None else {}),
             # history, history_blocks, history_overlapped (with since=)
             **(self.backfill.stats() if self.backfill is not None else {}),
+            "streams": self.tracker.counts.breakdown(),
         }
 
     def _registration(self) -> dict[str, Any]:

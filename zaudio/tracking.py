@@ -45,6 +45,7 @@ from typing import Any, Final
 import msgspec
 import numpy as np
 
+from zaudio.perstream import PerStream, StreamCounts
 from zaudio.protocol import AudioHeader
 
 __all__ = [
@@ -121,11 +122,13 @@ def info_of(h: AudioHeader, gap: bool, restart: bool) -> Info:
 
 
 class Track:
-    """One stream: the next expected ``src``/``seq``/``index``, our own drops, a held block."""
+    """One stream: the next expected ``src``/``seq``/``index``, our own drops, a held block,
+    and the stream's counters (:mod:`zaudio.perstream`, kept across restarts)."""
 
-    __slots__ = ("held", "index", "own_frames", "own_msgs", "seq", "src")
+    __slots__ = ("counts", "held", "index", "own_frames", "own_msgs", "seq", "src")
 
-    def __init__(self, h: AudioHeader) -> None:
+    def __init__(self, h: AudioHeader, counts: StreamCounts) -> None:
+        self.counts = counts
         self.src = h.src
         self.seq = h.seq + 1
         self.index = h.index + h.frames
@@ -145,6 +148,9 @@ class StreamTracker:
         Blocks and frames lost upstream (confirmed jumps, not our own drops).
     rejected : int
         Blocks dropped because they disagreed with their stream's position.
+    counts : PerStream
+        Every stream's share of the node's counters (:mod:`zaudio.perstream`);
+        ``gaps`` and ``lost_frames`` are counted here, the rest by the node.
     """
 
     __slots__ = (
@@ -152,6 +158,7 @@ class StreamTracker:
         "_pending",
         "_released",
         "_tracks",
+        "counts",
         "gaps",
         "lost_frames",
         "rejected",
@@ -162,6 +169,7 @@ class StreamTracker:
         self._pending: list[tuple[str, Any]] = []
         self._nonfinite: dict[str, int] = {}
         self._released: tuple[AudioHeader, Any] | None = None
+        self.counts = PerStream()
         self.gaps = 0
         self.lost_frames = 0
         self.rejected = 0
@@ -189,7 +197,7 @@ class StreamTracker:
                 verdict = RESTART
                 if track.held is not None:
                     self.rejected += 1  # never confirmed before the run ended
-            self._tracks[h.stream] = Track(h)
+            self._tracks[h.stream] = Track(h, self.counts.of(h.stream))
         return verdict
 
     def _discontinuity(self, h: AudioHeader, block: Any, track: Track) -> int:
@@ -223,8 +231,13 @@ class StreamTracker:
         missing = h.seq - track.seq - track.own_msgs
         lost = h.index - track.index - track.own_frames
         track.own_msgs = track.own_frames = 0
-        self.gaps += missing if missing > 0 else 1
-        self.lost_frames += lost if lost > 0 else 0
+        gaps = missing if missing > 0 else 1
+        lost = lost if lost > 0 else 0
+        self.gaps += gaps
+        self.lost_frames += lost
+        counts = track.counts
+        counts.gaps += gaps
+        counts.lost_frames += lost
 
     def after(self, h: AudioHeader) -> Track | None:
         """The position of ``h``'s stream if it is right after ``h`` with nothing held
