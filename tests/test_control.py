@@ -145,7 +145,17 @@ def test_stats_bounds() -> None:
     assert "length <= 64" in beat({f"k{i}": 1 for i in range(control.MAX_STATS_KEYS + 1)})
     assert "length <= 64" in beat({"k" * (control.MAX_STATS_KEY + 1): 1})
     assert "got `array`" in beat({"k": [1]})
-    assert "got `object`" in beat({"k": {"deeper": {"x": 1}}})
+    assert "only 'streams' may" in beat({"k": {"deeper": {"x": 1}}})
+    # a processor's per-stream breakdown: one level more, under "streams" only, bounded
+    per = {"received": 3, "processed": 2, "dropped": 1, "gaps": 0, "lost_frames": 0}
+    streams = {"received": 3, "streams": {"mic": per, "lab/b": per}}
+    assert decode_request(frame(op="heartbeat", id="x", stats=streams)).stats == streams
+    assert "got `object`" in beat({"streams": {"mic": {"received": {"x": 1}}}})
+    over = {f"s{i}": {"received": 1} for i in range(control.MAX_STATS_STREAMS + 1)}
+    assert "streams: at most 8" in beat({"streams": over})
+    assert "not an object of counters" in beat({"streams": {"mic": per, "n": 1}})
+    wide = {f"s{i}": {f"k{j}": 1 for j in range(15)} for i in range(8)}  # 1 + 8 + 120
+    assert "entries: at most 128" in beat({"streams": wide})
     assert "length <= 256" in beat({"k": "v" * 257})
     assert "got `array`" in beat([1, 2])
     many = {f"g{i}": {f"k{j}": 1 for j in range(3)} for i in range(40)}  # 40 + 120 entries
@@ -279,3 +289,36 @@ def test_rate_limited_reply_and_other_connections_served() -> None:
         finally:
             flood.close(0)
             calm.close(0)
+
+
+def test_counters_over_the_bounds_lose_their_breakdown_first(proxy: Proxy) -> None:
+    """The per-stream breakdown goes, the totals stay (zaudio.perstream)."""
+    per = {f"s{i}": {"received": 10**15, "note": "v" * 250} for i in range(8)}  # ~2.2 KiB
+    stats = {"received": 7, "padding": "p" * 250, **{f"k{i}": "v" * 200 for i in range(9)}}
+    client = NodeClient(
+        proxy.control, role="x", name="wide", stats=lambda: {**stats, "streams": per}
+    ).start()
+    try:
+        assert client.wait_registered(3)
+        node = proxy.registry.nodes[client.id or ""]
+        assert node.stats == stats  # without "streams", every total in it
+    finally:
+        client.close()
+
+
+def test_a_full_breakdown_of_the_longest_names_fits_a_heartbeat() -> None:
+    """MAX_STATS_STREAMS streams named MAX_STATS_KEY long, with 13-digit counts, fit."""
+    from zaudio.perstream import FIELDS
+    from zaudio.runtime import Processor
+
+    proc = Processor(lambda block: None, topics="x", name="n" * 100)
+    for i in range(control.MAX_STATS_STREAMS + 2):
+        counts = proc.tracker.counts.of(f"{i:02d}" + "x" * (control.MAX_STATS_KEY - 2))
+        for field in FIELDS:
+            setattr(counts, field, 10**12)
+    proc.tracker.counts.of("y" * (control.MAX_STATS_KEY + 1)).received = 1  # cannot be a key
+    stats = msgspec.json.decode(msgspec.json.encode(proc.stats()))
+    assert len(stats["streams"]) == control.MAX_STATS_STREAMS  # the first ones seen
+    assert sorted(stats["streams"])[0].startswith("00")
+    assert all(v == dict.fromkeys(FIELDS, 10**12) for v in stats["streams"].values())
+    assert control.stats_problem(stats) is None

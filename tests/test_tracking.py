@@ -125,3 +125,20 @@ def test_a_lossy_link_loses_nothing_more_than_it_lost() -> None:
     assert got == [2, 4, 6, 8]  # 10 is held: the next block will say what it was
     assert (tr.gaps, tr.lost_frames, tr.rejected) == (4, 4 * FRAMES, 0)
     assert tr.follow(hdr(11), None) == CONFIRMED and tr.release()[0].seq == 10
+
+
+def test_gaps_are_counted_per_stream_and_kept_across_a_restart() -> None:
+    tr = StreamTracker()
+    for k in range(3):
+        tr.follow(hdr(k, stream="s"), None)
+        tr.follow(hdr(k, stream="t"), None)
+    tr.follow(hdr(5, stream="s"), None)  # two blocks of s lost upstream
+    assert tr.follow(hdr(6, stream="s"), None) == CONFIRMED
+    tr.release()
+    assert tr.follow(hdr(0, src="b", stream="s"), None) == RESTART
+    tr.follow(hdr(3, src="b", stream="s"), None)  # and two more after the restart
+    assert tr.follow(hdr(4, src="b", stream="s"), None) == CONFIRMED
+    s, t = tr.counts["s"], tr.counts["t"]
+    assert (s.gaps, s.lost_frames) == (4, 4 * FRAMES) == (tr.gaps, tr.lost_frames)
+    assert (t.gaps, t.lost_frames) == (0, 0)
+    assert list(tr.counts.breakdown()) == ["s", "t"]
