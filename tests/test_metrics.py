@@ -330,9 +330,13 @@ def test_per_stream_series_of_a_slow_processor_on_two_block_rates() -> None:
     blocks = {"quick": "10ms", "coarse": "40ms"}  # 100 and 25 blocks a second
     with proxy_process("--heartbeat", "0.2", "--metrics", f"127.0.0.1:{port}") as (control, _p):
         topics = [a for stream in blocks for a in ("--topic", stream)]
-        with spawn("process", f"{PROCS}:slow", "--name", "slow", *topics, "--queue", "4",
-                   "--proxy", control):  # fmt: skip
+        with (
+            spawn("process", f"{PROCS}:slow", "--name", "slow", *topics, "--queue", "4",
+                  "--proxy", control),
+            spawn("process", f"{PROCS}:boom", "--name", "boom", *topics, "--proxy", control),
+        ):  # fmt: skip
             wait_node(control, "slow", role="processor")
+            wait_node(control, "boom", role="processor")
             source = ("--source", "sine:440", "--rate", "8000", "--duration", "1.5s")
             with (
                 spawn("record", *source, "--stream", "quick", "--block", blocks["quick"],
@@ -359,17 +363,27 @@ def test_per_stream_series_of_a_slow_processor_on_two_block_rates() -> None:
                         for st in blocks}
                     for k in ("received_blocks", "processed_blocks", "dropped_blocks")
                 }  # fmt: skip
-                done = one(s, "zaudio_processor_queued_blocks", name="slow") == 0 and all(
-                    per["received_blocks"][st] == sent[st]
-                    and per["processed_blocks"][st] is not None
-                    and per["dropped_blocks"][st] is not None
-                    and per["processed_blocks"][st] + per["dropped_blocks"][st] == sent[st]  # type: ignore[operator]
+                errors = [
+                    one(s, "zaudio_processor_stream_errors_total", name="boom", stream=st)
+                    == sent[st] // 2  # it raises on every odd seq
                     for st in blocks
+                ]
+                done = (
+                    all(errors)
+                    and one(s, "zaudio_processor_queued_blocks", name="slow") == 0
+                    and all(
+                        per["received_blocks"][st] == sent[st]
+                        and per["processed_blocks"][st] is not None
+                        and per["dropped_blocks"][st] is not None
+                        and per["processed_blocks"][st] + per["dropped_blocks"][st] == sent[st]  # type: ignore[operator]
+                        for st in blocks
+                    )
                 )
                 return (text, s) if done else None
 
             text, s = wait_until(settled, 30, "each stream's blocks accounted for")
-            heartbeat = {n["name"]: n["stats"] for n in listing(control)["nodes"]}["slow"]
+            beats = {n["name"]: n["stats"] for n in listing(control)["nodes"]}
+            heartbeat = beats["slow"]
     checked = promtool("check", "metrics", stdin=text)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     # the per-stream series sum to the totals, which stay what the heartbeat says
@@ -381,4 +395,10 @@ def test_per_stream_series_of_a_slow_processor_on_two_block_rates() -> None:
     assert dropped == heartbeat["dropped"] and dropped is not None and dropped > 0
     assert heartbeat["streams"]["quick"]["received"] == sent["quick"]
     assert heartbeat["streams"]["coarse"]["received"] == sent["coarse"]
-    assert one(s, "zaudio_processor_stream_gaps_total", stream="quick") == 0  # own drops
+    assert one(s, "zaudio_processor_stream_gaps_total", name="slow", stream="quick") == 0
+    # a failing call is counted on its stream: the per-stream failures sum to the total
+    assert (
+        sum(values(s, "zaudio_processor_stream_errors_total", name="boom"))
+        == (beats["boom"]["failed"])
+    )
+    assert values(s, "zaudio_processor_stream_errors_total", name="slow") == [0, 0]

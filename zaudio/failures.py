@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from zaudio.errors import ConfigError, ProcessorFailed
+from zaudio.perstream import PerStream
 from zaudio.tracking import Info
 
 __all__ = ["LOG_INTERVAL", "Failures", "OnError"]
@@ -33,11 +34,13 @@ class Failures:
     Attributes
     ----------
     failed : int
-        Calls that raised, and returned values that could not be published.
+        Calls that raised, and returned values that could not be published (also
+        counted in ``streams``, per input stream, when given: :mod:`zaudio.perstream`).
     """
 
-    def __init__(self, name: str, on_error: OnError) -> None:
+    def __init__(self, name: str, on_error: OnError, streams: PerStream | None = None) -> None:
         self.name = name
+        self.streams = streams
         self.on_error = on_error
         self.failed = 0
         self._last_log = -LOG_INTERVAL
@@ -53,7 +56,7 @@ class Failures:
 
     def call_failed(self, exc: Exception, info: Info) -> None:
         """The function raised on ``info``'s block: count, then log or raise by ``on_error``."""
-        self.failed += 1
+        self._count(info)
         if self.on_error == "stop":
             log.error(
                 "processor %r failed on %s seq %d", self.name, info.stream, info.seq, exc_info=exc
@@ -76,7 +79,7 @@ class Failures:
 
     def unpublishable(self, exc: Exception, info: Info) -> None:
         """The function returned something that cannot be sent (counted, logged rate-limited)."""
-        self.failed += 1
+        self._count(info)
         if self._due():
             log.error(
                 "processor %r returned something it cannot publish (stream %r seq %d): %s",
@@ -86,6 +89,12 @@ class Failures:
                 exc,
             )
             self._unlogged = 0
+
+    def _count(self, info: Info) -> None:
+        self.failed += 1
+        counts = self.streams.get(info.stream) if self.streams is not None else None
+        if counts is not None:
+            counts.failed += 1
 
     def setup(self, setup: Callable[[Info], Any] | None, info: Info) -> None:
         """Run the class's ``setup(info)``: a ConfigError stays one (exit 2), others stop."""

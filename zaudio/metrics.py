@@ -89,6 +89,11 @@ STREAM_BREAKDOWN: dict[str, _Spec] = {
     ),
     "gaps": ("gaps", "counter", "Blocks of this input stream lost before the processor."),
     "lost_frames": ("lost_frames", "counter", "Frames of this input stream missing in gaps."),
+    "failed": (
+        "errors",
+        "counter",
+        "Calls on this input stream that raised or returned what cannot be published.",
+    ),
 }
 PUBLISHER: dict[str, _Spec] = {
     "sent": ("sent_blocks", "counter", "Blocks sent to the bus."),

@@ -1,8 +1,8 @@
 """A processor's counters per input stream: what its heartbeats carry as ``stats["streams"]``.
 
-The totals (``received``, ``processed``, ``dropped``, ``gaps``, ``lost_frames``)
-stay where they are counted (:mod:`zaudio.delivery`, :mod:`zaudio.overrun`,
-:mod:`zaudio.tracking`); each place that counts one also adds it to its stream's
+The totals (``received``, ``processed``, ``dropped``, ``gaps``, ``lost_frames``,
+``failed``) stay where they are counted (:mod:`zaudio.delivery`, :mod:`zaudio.overrun`,
+:mod:`zaudio.tracking`, :mod:`zaudio.failures`); each place that counts one also adds it to its stream's
 :class:`StreamCounts`, which :class:`PerStream` makes once, the first time the
 stream is seen, so a block costs an integer add on an object reached through a
 lookup the receive path already does (or one ``dict.get`` where it did none),
@@ -23,7 +23,7 @@ from zaudio.bounds import MAX_STATS_KEY, MAX_STATS_STREAMS
 __all__ = ["FIELDS", "PerStream", "StreamCounts"]
 
 #: The counters of each stream, in the order a heartbeat carries them.
-FIELDS = ("received", "processed", "dropped", "gaps", "lost_frames")
+FIELDS = ("received", "processed", "dropped", "gaps", "lost_frames", "failed")
 
 
 class StreamCounts:
@@ -37,6 +37,7 @@ class StreamCounts:
         self.dropped = 0
         self.gaps = 0
         self.lost_frames = 0
+        self.failed = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters by name (:data:`FIELDS`)."""
@@ -46,6 +47,7 @@ class StreamCounts:
             "dropped": self.dropped,
             "gaps": self.gaps,
             "lost_frames": self.lost_frames,
+            "failed": self.failed,
         }
 
 

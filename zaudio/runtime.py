@@ -176,7 +176,7 @@ class Processor(Background, DeliveryPath):
         self.tracker = StreamTracker()
         self.overrun = OverrunQueue(queue, on_overrun, self.tracker)
         self._publishes_audio = True  # False once the output name turned out taken
-        self.failures = Failures(self.name, on_error)
+        self.failures = Failures(self.name, on_error, self.tracker.counts)
         self._init_delivery()
         self.client: NodeClient | None = None
         self.conn: Connection | None = None
@@ -193,8 +193,8 @@ class Processor(Background, DeliveryPath):
         (see :mod:`zaudio.tracking`); ``nonfinite`` the NaN or infinite samples
         received, per stream; ``result_nonfinite`` the NaN or infinite numbers in
         results, sent as null (:attr:`~zaudio.protocol.ResultStream.nonfinite`).
-        ``streams`` breaks ``received``, ``processed``, ``dropped``, ``gaps`` and
-        ``lost_frames`` down per input stream (at most
+        ``streams`` breaks ``received``, ``processed``, ``dropped``, ``gaps``,
+        ``lost_frames`` and ``failed`` down per input stream (at most
         :data:`~zaudio.bounds.MAX_STATS_STREAMS` of them, :mod:`zaudio.perstream`).
         """
         n = self.processed
