@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from zaudio._children import die_with_parent
 from zaudio._version import __version__
 from zaudio.errors import ConfigError, ZaudioError
 from zaudio.loader import import_from_string
@@ -89,6 +90,7 @@ def fail(message: str, code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the group, turn errors into one line."""
+    die_with_parent()  # a node that `zaudio up` or `zaudio demo` started
     try:
         rv: Any = cli.main(
             args=argv, prog_name="zaudio", standalone_mode=False, auto_envvar_prefix="ZAUDIO"

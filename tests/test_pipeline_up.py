@@ -347,6 +347,30 @@ def test_an_existing_proxy_by_endpoint(tmp_path: Path) -> None:
             assert gone(found[name]["pid"])
 
 
+def test_a_supervisor_killed_outright_takes_its_nodes_along(tmp_path: Path) -> None:
+    """SIGKILL gives ``zaudio up`` no chance to stop its nodes: each node asked Linux
+    for a SIGTERM when its supervisor dies (zaudio._children.die_with_parent)."""
+    with proxy_process() as (control, _proxy):
+        path = tmp_path / "orphans.toml"
+        path.write_text(
+            f'[proxy]\nendpoint = "{control}"\n\n[recorder.orph]\nsource = "noise"\n\n'
+            '[processor.olvl]\nfunction = "level"\ntopics = ["orph"]\n'
+        )
+        with up(path, "--no-status") as (proc, _, err):
+
+            def both() -> dict[str, dict[str, Any]] | None:
+                assert proc.poll() is None, err.read_text()
+                found = nodes(control)
+                return found if (found.get("olvl", {}).get("stats") or {}).get("received") else None
+
+            found = wait_until(both, 30, "the nodes on the proxy")
+            proc.kill()
+            assert proc.wait(10) == -signal.SIGKILL
+            for name in ("orph", "olvl"):
+                pid = found[name]["pid"]
+                wait_until(lambda pid=pid: gone(pid), 20, f"{name} to stop with it")
+
+
 def test_a_proxy_that_cannot_start_is_one_line_exit_1(tmp_path: Path) -> None:
     with proxy_process() as (control, _):
         port = control.rpartition(":")[2]

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from zaudio._children import stop_process
+from zaudio._children import parent_env, stop_process
 from zaudio.bus import Inlet
 from zaudio.client import request
 from zaudio.connection import Connection
@@ -62,7 +62,7 @@ class _Children:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env={**os.environ, "ZAUDIO_PROXY": self.control},
+            env={**os.environ, "ZAUDIO_PROXY": self.control, **parent_env()},
             # Ctrl-C on a terminal signals the whole foreground group; the demo
             # alone should get it, and stop its children in order.
             start_new_session=True,

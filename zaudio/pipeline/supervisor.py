@@ -28,7 +28,7 @@ import threading
 import time
 from typing import IO, Any, TextIO
 
-from zaudio._children import stop_process
+from zaudio._children import parent_env, stop_process
 from zaudio.errors import ZaudioError
 from zaudio.pipeline.config import Node, Pipeline
 
@@ -141,6 +141,7 @@ class Supervisor:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ZAUDIO_")}
         env["PYTHONUNBUFFERED"] = "1"
         env.update(node.env)
+        env.update(parent_env())  # a supervisor killed outright takes its nodes along
         return env
 
     def _spawn(self, child: Child) -> None:
