@@ -137,6 +137,10 @@ def test_reregisters_after_proxy_restart() -> None:
                 node = wait_node(control, "mic", timeout=10)
                 assert node["id"] != first_id and pub.client.registrations == 2
                 with Listener(control, "mic") as listener:
+                    # in effect at the proxy; the proxy's XSUB passes it on to the publisher
+                    # over TCP, so wait until it is there too (else the held blocks can go
+                    # out before any subscription reached the publisher: seen under load)
+                    assert pub.outlet.wait_for(pub.stream.topic, 5)
                     wait_until(lambda: pub.send(np.ones(80, np.float32)), 5, "bus ready again")
                     # what was held during the outage arrives first, then the new block
                     got = listener.collect(held + 1)
