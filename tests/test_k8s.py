@@ -32,7 +32,7 @@ from zaudio.client import request
 from zaudio.endpoints import free_ports
 from zaudio.errors import ZaudioError
 from zaudio.importer import BUILTINS
-from zaudio.metrics import PROCESSOR
+from zaudio.metricspecs import PROCESSOR
 from zaudio.security import Keys
 
 K8S = ROOT / "deploy" / "k8s"
