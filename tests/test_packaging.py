@@ -91,22 +91,30 @@ def pip_install(python: Path, *args: str, cwd: Path) -> None:
     )
 
 
-def installed_from(python: Path, cwd: Path) -> str:
+def ask(python: Path, code: str, cwd: Path) -> str:
+    """What ``python -c code`` prints, run in ``cwd``."""
     return subprocess.run(
-        [str(python), "-c", "import zaudio; print(zaudio.__file__)"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-        cwd=cwd,
+        [str(python), "-c", code], capture_output=True, text=True, check=True, timeout=30, cwd=cwd
     ).stdout.strip()
+
+
+def installed_from(python: Path, cwd: Path) -> str:
+    return ask(python, "import zaudio; print(zaudio.__file__)", cwd)
+
+
+def wire_in(python: Path, cwd: Path) -> bool:
+    """Does the installed zaudio use its compiled wire (zaudio.wire.WIRE)?"""
+    return ask(python, "import zaudio.wire as w; print(w.WIRE is not None)", cwd) == "True"
 
 
 def test_build_prints_no_warning_and_twine_check_passes(dist: tuple[Path, Path, str]) -> None:
     wheel, sdist, output = dist
     warnings = [line for line in output.splitlines() if re.search(r"warn|deprecat", line, re.I)]
     assert not warnings, "\n".join(warnings)
-    assert wheel.name == f"zaudio-{__version__}-py3-none-any.whl"
+    # one compiled module (zaudio/_wire.c) makes the wheel this Python's and platform's
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    platform = re.sub(r"[-.]", "_", sysconfig.get_platform())
+    assert wheel.name == f"zaudio-{__version__}-{tag}-{tag}-{platform}.whl"
     assert sdist.name == f"zaudio-{__version__}.tar.gz"
     checked = _run(sys.executable, "-m", "twine", "check", "--strict", str(wheel), str(sdist))
     assert checked.stdout.count("PASSED") == 2, checked.stdout
@@ -121,7 +129,8 @@ def _sources() -> set[str]:
         ("examples", "zaudio/examples"),
     ):
         for p in (ROOT / top).rglob("*"):
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
+            # C sources go in the sdist; the wheel has what they compile to
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".c"):
                 files.add(f"{prefix}/{p.relative_to(ROOT / top).as_posix()}")
     return files
 
@@ -143,6 +152,8 @@ def test_wheel_holds_every_source_file_the_license_and_the_metadata(
     with tarfile.open(sdist) as t:
         members = {m.name.split("/", 1)[1] for m in t.getmembers() if "/" in m.name}
     assert {"LICENSE", "pyproject.toml", "README.md", "cli/main.py"} <= members
+    assert {"setup.py", "zaudio/_wire.c"} <= members
+    assert any(re.fullmatch(r"zaudio/_wire\..*\.so", n) for n in names), "no compiled wire"
 
 
 def test_wheel_installs_with_its_extras_into_a_fresh_venv_and_runs(
@@ -157,6 +168,7 @@ def test_wheel_installs_with_its_extras_into_a_fresh_venv_and_runs(
 
     version = _run(zaudio, "--version", cwd=tmp_path)
     assert version.stdout.strip() == f"zaudio, version {__version__}"
+    assert wire_in(python, tmp_path)
     demo = _run(zaudio, "demo", "--duration", "2", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert re.search(r"^\s*drops: 0$", demo.stdout, re.M), demo.stdout
     assert (tmp_path / "out" / "demo.wav").stat().st_size > 4096
@@ -173,6 +185,7 @@ def test_sdist_installs_into_a_fresh_venv(dist: tuple[Path, Path, str], tmp_path
     assert where.is_relative_to(tmp_path / "venv")
     assert (where / "web" / "static" / "monitor.js").is_file()
     assert (where / "cli" / "main.py").is_file()
+    assert wire_in(python, tmp_path)  # built from the sdist's C source
     version = _run(str(tmp_path / "venv" / "bin" / "zaudio"), "--version", cwd=tmp_path)
     assert version.stdout.strip() == f"zaudio, version {__version__}"
 

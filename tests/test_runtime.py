@@ -21,6 +21,9 @@ from zaudio.tracking import StreamTracker
 
 RATE = 1000
 
+# every test here runs on the compiled wire and on the Python one (conftest.wire)
+pytestmark = pytest.mark.usefixtures("wire")
+
 
 def block(k: int, frames: int = 8, channels: int = 1) -> np.ndarray:
     return np.full((frames, channels), k, np.float32) + np.arange(frames, dtype=np.float32)[:, None]

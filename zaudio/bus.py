@@ -24,6 +24,7 @@ import zmq
 
 from zaudio.protocol import READY
 from zaudio.security import Keys
+from zaudio.wire import WIRE
 
 __all__ = ["Inlet", "Outlet", "confirm_subscriptions", "recv_message"]
 
@@ -70,6 +71,7 @@ class Outlet:
         if keys is not None:
             keys.client_socket(sock)
         self.sock = sock
+        self._handle = sock.underlying
         self.endpoint: str | None = None
         self.ready = False
         self.subscriptions: set[bytes] = set()
@@ -147,6 +149,25 @@ class Outlet:
         except zmq.Again:
             return False  # only the first part can be refused (messages are atomic)
         return True
+
+    def post(self, frames: list[Any]) -> int:
+        """Send one message without blocking, then look at the socket: its ``EVENTS``
+        right after the send (``POLLIN``: subscription changes wait for :meth:`pump`),
+        or -1 if the message could not be queued.
+
+        The send and the look are one compiled call (:mod:`zaudio.wire`) when the
+        last part is under 64 KiB; the Python way otherwise (:meth:`post_python`).
+        """
+        if WIRE is not None and getattr(frames[-1], "nbytes", 0) < _ZERO_COPY:
+            events: int = WIRE.send(self._handle, frames)
+            return events
+        return self.post_python(frames)
+
+    def post_python(self, frames: list[Any]) -> int:
+        """:meth:`post` without the compiled call."""
+        if not self.send(frames):
+            return -1
+        return int(self.sock.get(_EVENTS))
 
     def close(self, linger: float = 1.0) -> None:
         """Close, waiting up to ``linger`` seconds for queued messages to leave."""

@@ -50,6 +50,7 @@ from zaudio.tracking import (
     info_of,
 )
 from zaudio.windows import Windows
+from zaudio.wire import WIRE
 
 __all__ = ["IDLE", "DeliveryPath"]
 
@@ -132,6 +133,8 @@ class DeliveryPath:
         q = self.overrun.items
         recv = recv_message
         again = zmq.Again
+        wire = WIRE.recv if WIRE is not None else None
+        handle = sock.underlying
         accept = self._accept
         tracker = self.tracker
         follow = tracker.follow
@@ -144,6 +147,8 @@ class DeliveryPath:
         expected: dict[bytes, Expected] | None = {} if plain and self.backfill is None else None
         item: tuple[AudioHeader, Any] | None
         frames: list[Any] | None
+        hit: Expected | None
+        fast: tuple[Info, Any] | None
         while not is_set():
             hit = fast = None
             with lock:
@@ -151,24 +156,35 @@ class DeliveryPath:
                     item = q.popleft()
                     frames = None
                 else:
-                    try:
-                        frames = recv(sock)
-                    except again:
-                        tracker.flush()  # idle: check what waits for its batch
-                        continue
                     # A burst the function keeps up with stays in ZeroMQ's queue;
                     # only a call that falls behind makes the helper apply the
                     # overrun policy.
-                    if expected is not None:
-                        hit = expected.get(frames[0])
-                        if hit is not None:
-                            fast = hit.match(frames)
-                            if fast is not None:
-                                hit.counts.received += 1
-                    if fast is not None:
+                    if wire is not None:  # the same receive and match, compiled
+                        found = wire(handle, 0, expected)
+                        if found is None:
+                            tracker.flush()  # idle: check what waits for its batch
+                            continue
+                        hit, got, block = found
+                        if hit is None:
+                            frames = got
+                        else:
+                            fast = got, block  # Info, array
+                    else:
+                        try:
+                            frames = recv(sock)
+                        except again:
+                            tracker.flush()
+                            continue
+                        if expected is not None:
+                            hit = expected.get(frames[0])
+                            if hit is not None:
+                                fast = hit.match(frames)
+                    if hit is not None and fast is not None:
+                        hit.counts.received += 1
                         self.received += 1
                         item = None
                     else:
+                        assert frames is not None  # only a hit leaves it unset
                         item = accept(frames)
                         if item is None:
                             continue
@@ -198,7 +214,8 @@ class DeliveryPath:
                 if frames is None:
                     expected.clear()  # the queue's blocks moved positions: predict afresh
                 else:
-                    hit = Expected.of(h, frames[1].bytes, tracker)
+                    raw = frames[1]
+                    hit = Expected.of(h, raw if type(raw) is bytes else raw.bytes, tracker)
                     if hit is None:
                         expected.pop(frames[0], None)
                     else:

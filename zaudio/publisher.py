@@ -31,10 +31,11 @@ from collections import deque
 from typing import Any
 
 import numpy.typing as npt
+import zmq
 
 from zaudio import clock
 from zaudio.bus import Outlet
-from zaudio.client import NodeClient
+from zaudio.client import Endpoints, NodeClient
 from zaudio.protocol import AudioStream, Block
 from zaudio.security import Keys
 
@@ -47,6 +48,8 @@ RESUBSCRIBE_WAIT = 1.0
 #: so that every subscriber (not just the first) has reconnected: 3x ZeroMQ's
 #: reconnect interval.
 RECONNECT_GRACE = 0.3
+
+_POLLIN = int(zmq.POLLIN)
 
 _Held = tuple[int, int, Block, "float | None"]  # seq, index, block, t (None: stamp on sending)
 
@@ -140,6 +143,7 @@ class Publisher:
         self._hold_until: float | None = None
         self._grace_until = 0.0
         self._clear = False  # see send()
+        self._endpoints: Endpoints | None = None  # client.endpoints when last connected
         self._closed = False
 
     def registration(self) -> dict[str, Any]:
@@ -187,7 +191,7 @@ class Publisher:
 
     def connect(self) -> None:
         """Connect the outlet once ``hello`` told us where (cheap to call often)."""
-        endpoints = self.client.endpoints
+        endpoints = self._endpoints = self.client.endpoints
         if self._owns_outlet and endpoints is not None and endpoints.pub != self.outlet.endpoint:
             self.outlet.connect(endpoints.pub)
 
@@ -224,8 +228,16 @@ class Publisher:
         # again (a receiver that did get it counts the copy as rejected).
         if self._clear or (self.flush() and self.ready()):
             frames = s.encode(block, self._stamp(t, s.index if index is None else index), index)
-            if self.outlet.send(frames):
-                self._clear = self.ready()
+            events = self.outlet.post(frames)
+            if events >= 0:
+                # Nothing to read (no subscription change), the same endpoints and
+                # still registered: ready() would say what it said before this send.
+                client = self.client
+                self._clear = (
+                    not events & _POLLIN
+                    and client.endpoints is self._endpoints
+                    and client.registered.is_set()
+                ) or self.ready()
                 if self._clear or self.outlet.ready:
                     c = self.counters
                     c["sent"] += 1
