@@ -44,7 +44,6 @@ def test_the_next_blocks_match_as_decode_and_follow_see_them() -> None:
         assert info == info_of(h, False, False)
         assert not b.flags.writeable and b.shape == (480, 2)
         np.testing.assert_array_equal(b, want)
-        exp.advance()
     # the tracker's position moved with the matches: the next block is in order there too
     h, b = decode(frames(st.encode(block(5), 2.0)))
     assert tr.follow(h, b) == IN_ORDER and (tr.gaps, tr.rejected) == (0, 0)

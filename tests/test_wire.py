@@ -66,9 +66,9 @@ def test_recv_returns_the_frames_recv_message_returns(
     a, b = pair
     a.send_multipart(msg)
     a.send_multipart(msg)
-    hit, frames, block = c_recv(b)
+    hit, frames, block, bad = c_recv(b)
     want = recv_message(b)
-    assert hit is None and block is None
+    assert hit is None and block is None and bad is None
     assert len(frames) == len(want) == len(msg)
     assert frames[0] == want[0] == msg[0]
     for got, w, m in zip(frames[1:], want[1:], msg[1:], strict=True):
@@ -177,11 +177,13 @@ def test_recv_matches_exactly_what_expected_match_matches(
             assert got[0] is None, msg[1]
             assert [bytes(f) for f in got[1]] == [bytes(m) for m in msg]
         else:
-            hit, info, block = got
+            hit, info, block, bad = got
             assert hit is exp_c, msg[1]
             assert info == want[0]
             assert not block.flags.writeable and block.dtype == np.float32
             np.testing.assert_array_equal(block, want[1])
+            assert bad == 0
+        assert (exp_c.seq, exp_c.index) == (exp_py.seq, exp_py.index)
         c, p = track_c._tracks["lab/mic"], track_py._tracks["lab/mic"]
         assert (c.seq, c.index) == (p.seq, p.index)
 
@@ -194,12 +196,29 @@ def test_a_matched_block_keeps_its_frame_alive(
     exp, _, topic = predicted(st)
     want = np.arange(8, dtype=np.float32).reshape(4, 2)
     a.send_multipart([bytes(m) if not isinstance(m, bytes) else m for m in st.encode(want, 2.0)])
-    _, _, block = c_recv(b, {topic: exp})
+    _, _, block, _ = c_recv(b, {topic: exp})
     del exp
     a.send_multipart([b"x" * 4096] * 3)  # reuse of freed memory would show here
     c_recv(b)
     np.testing.assert_array_equal(block, want)
     assert encode_json(block.tolist())  # still readable as a whole
+
+
+def test_recv_counts_the_nan_and_inf_samples_of_a_matched_block(
+    pair: tuple[zmq.Socket[Any], zmq.Socket[Any]],
+) -> None:
+    a, b = pair
+    st = AudioStream("lab/mic", 48000, 2)
+    exp, _, topic = predicted(st)
+    for k, values in enumerate(([1.0, 2.0], [np.nan, 1.0], [np.inf, -np.inf], [np.nan] * 2)):
+        data = np.zeros((4, 2), np.float32)
+        data[k % 4, :] = values
+        msg = st.encode(data, 2.0 + k)
+        a.send_multipart([msg[0], msg[1], data.tobytes()])
+        hit, _, block, bad = c_recv(b, {topic: exp})
+        assert hit is exp
+        assert bad == int(np.count_nonzero(~np.isfinite(data))) == (0, 1, 2, 2)[k]
+        np.testing.assert_array_equal(block, data)
 
 
 @pytest.mark.parametrize("way", ["post", "post_python"])

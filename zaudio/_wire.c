@@ -17,6 +17,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 typedef struct {
@@ -45,7 +46,7 @@ static PyObject *float32;       /* numpy.dtype("<f4") */
 static PyObject *Info;          /* zaudio.tracking.Info */
 static PyObject *one;           /* 1 */
 
-static PyObject *s_prefix, *s_suffix, *s_nbytes, *s_shape, *s_stream, *s_src, *s_seq,
+static PyObject *s_head, *s_suffix, *s_nbytes, *s_shape, *s_stream, *s_src, *s_seq,
     *s_index, *s_rate, *s_channels, *s_frames, *s_track;
 
 /* -- Part: one received frame, zero-copy, read-only buffer ---------------- */
@@ -108,31 +109,55 @@ static PyObject *zmq_error(int e) {
 
 static PyObject *attr(PyObject *o, PyObject *name) { return PyObject_GetAttr(o, name); }
 
+/* Non-finite samples (NaN, inf) among n float32s (counted per stream, zaudio.tracking). */
+static long nonfinite(const void *data, size_t n) {
+    const unsigned char *p = data;
+    long bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float x;
+        memcpy(&x, p + 4 * i, 4); /* a small frame's data may be unaligned */
+        bad += !isfinite(x);
+    }
+    return bad;
+}
+
+static int get_ll(PyObject *o, PyObject *name, long long *out) {
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL) return -1;
+    *out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 /* Is (header, payload) the block `hit` (a zaudio.expected.Expected) predicts?
- * Then its (Info, array), the stream's position moved past it; Py_None if not;
- * NULL on an error. The checks are Expected.match's. */
+ * Then (hit, Info, array, non-finite samples), the prediction and the stream's
+ * position moved past it; Py_None if not; NULL on an error. The checks are
+ * Expected.match's: head, then `{seq},"index":{index},"t":`, a JSON number, the
+ * suffix, the payload's size. */
 static PyObject *match(PyObject *hit, PyObject *header, Part *payload) {
-    PyObject *prefix = NULL, *suffix = NULL, *nbytes = NULL, *t = NULL, *raw_t = NULL;
+    PyObject *head = NULL, *suffix = NULL, *t = NULL, *raw_t = NULL;
     PyObject *block = NULL, *info = NULL, *result = NULL, *track = NULL;
     PyObject *v[9] = {NULL};
-    Py_ssize_t n = PyBytes_GET_SIZE(header), lp, ls;
+    long long seq, index, frames, nbytes;
+    char mid[64];
+    Py_ssize_t n = PyBytes_GET_SIZE(header), lh, lm, ls;
     const char *raw = PyBytes_AS_STRING(header);
 
-    if ((prefix = attr(hit, s_prefix)) == NULL || (suffix = attr(hit, s_suffix)) == NULL ||
-        (nbytes = attr(hit, s_nbytes)) == NULL)
+    if ((head = attr(hit, s_head)) == NULL || (suffix = attr(hit, s_suffix)) == NULL ||
+        get_ll(hit, s_seq, &seq) < 0 || get_ll(hit, s_index, &index) < 0 ||
+        get_ll(hit, s_frames, &frames) < 0 || get_ll(hit, s_nbytes, &nbytes) < 0)
         goto done;
-    if (!PyBytes_Check(prefix) || !PyBytes_Check(suffix)) goto nomatch;
-    lp = PyBytes_GET_SIZE(prefix);
+    if (!PyBytes_Check(head) || !PyBytes_Check(suffix)) goto nomatch;
+    lh = PyBytes_GET_SIZE(head);
     ls = PyBytes_GET_SIZE(suffix);
-    if (n > MAX_HEADER || n <= lp + ls) goto nomatch;
-    if (memcmp(raw, PyBytes_AS_STRING(prefix), lp) != 0 ||
+    lm = snprintf(mid, sizeof(mid), "%lld,\"index\":%lld,\"t\":", seq, index);
+    if (lm <= 0 || lm >= (Py_ssize_t)sizeof(mid)) goto nomatch;
+    if (n > MAX_HEADER || n <= lh + lm + ls) goto nomatch;
+    if (memcmp(raw, PyBytes_AS_STRING(head), lh) != 0 || memcmp(raw + lh, mid, lm) != 0 ||
         memcmp(raw + n - ls, PyBytes_AS_STRING(suffix), ls) != 0)
         goto nomatch;
-    if ((Py_ssize_t)z_msg_size(&payload->msg) != PyLong_AsSsize_t(nbytes)) {
-        if (PyErr_Occurred()) goto done;
-        goto nomatch;
-    }
-    if ((raw_t = PyBytes_FromStringAndSize(raw + lp, n - lp - ls)) == NULL) goto done;
+    if ((long long)z_msg_size(&payload->msg) != nbytes) goto nomatch;
+    if ((raw_t = PyBytes_FromStringAndSize(raw + lh + lm, n - lh - lm - ls)) == NULL) goto done;
     t = PyObject_CallOneArg(decode_float, raw_t);
     if (t == NULL) { /* not a JSON number: the full path says why */
         PyErr_Clear();
@@ -146,35 +171,41 @@ static PyObject *match(PyObject *hit, PyObject *header, Part *payload) {
         Py_DECREF(shape);
         if (block == NULL) goto done;
     }
-    v[0] = PyLong_FromLong(1);
-    if (v[0] == NULL || (v[1] = attr(hit, s_stream)) == NULL || (v[2] = attr(hit, s_src)) == NULL ||
-        (v[3] = attr(hit, s_seq)) == NULL || (v[4] = attr(hit, s_index)) == NULL)
+    if ((v[0] = PyLong_FromLong(1)) == NULL || (v[1] = attr(hit, s_stream)) == NULL ||
+        (v[2] = attr(hit, s_src)) == NULL || (v[3] = PyLong_FromLongLong(seq)) == NULL ||
+        (v[4] = PyLong_FromLongLong(index)) == NULL)
         goto done;
-    v[5] = t;
-    Py_INCREF(t);
+    v[5] = Py_NewRef(t);
     if ((v[6] = attr(hit, s_rate)) == NULL || (v[7] = attr(hit, s_channels)) == NULL ||
-        (v[8] = attr(hit, s_frames)) == NULL)
+        (v[8] = PyLong_FromLongLong(frames)) == NULL)
         goto done;
     if ((info = PyObject_Vectorcall(Info, v, 9, NULL)) == NULL) goto done;
-    /* the stream's position moves past the block (Expected.match does the same) */
+    /* the prediction and the stream's position move past the block (as in Expected.match) */
     if ((track = attr(hit, s_track)) == NULL) goto done;
     {
-        PyObject *seq = PyNumber_Add(v[3], one);
-        PyObject *index = seq ? PyNumber_Add(v[4], v[8]) : NULL;
-        int bad = seq == NULL || index == NULL || PyObject_SetAttr(track, s_seq, seq) < 0 ||
-                  PyObject_SetAttr(track, s_index, index) < 0;
-        Py_XDECREF(seq);
-        Py_XDECREF(index);
+        PyObject *next_seq = PyLong_FromLongLong(seq + 1);
+        PyObject *next_index = next_seq ? PyLong_FromLongLong(index + frames) : NULL;
+        int bad = next_index == NULL || PyObject_SetAttr(hit, s_seq, next_seq) < 0 ||
+                  PyObject_SetAttr(hit, s_index, next_index) < 0 ||
+                  PyObject_SetAttr(track, s_seq, next_seq) < 0 ||
+                  PyObject_SetAttr(track, s_index, next_index) < 0;
+        Py_XDECREF(next_seq);
+        Py_XDECREF(next_index);
         if (bad) goto done;
     }
-    result = PyTuple_Pack(3, hit, info, block);
+    {
+        long bad = nonfinite(z_msg_data(&payload->msg), (size_t)nbytes / 4);
+        PyObject *count = PyLong_FromLong(bad);
+        if (count == NULL) goto done;
+        result = PyTuple_Pack(4, hit, info, block, count);
+        Py_DECREF(count);
+    }
     goto done;
 nomatch:
     result = Py_NewRef(Py_None);
 done:
-    Py_XDECREF(prefix);
+    Py_XDECREF(head);
     Py_XDECREF(suffix);
-    Py_XDECREF(nbytes);
     Py_XDECREF(raw_t);
     Py_XDECREF(t);
     Py_XDECREF(block);
@@ -187,12 +218,13 @@ done:
 /* -- recv ------------------------------------------------------------------------ */
 
 PyDoc_STRVAR(recv_doc,
-"recv(handle, flags, expected) -> None | (hit, info, block) | (None, frames, None)\n\n"
+"recv(handle, flags, expected) -> None | (hit, info, block, bad) | (None, frames, None, None)\n\n"
 "Receive one message on the socket at ``handle`` (``Socket.underlying``).\n"
 "``flags`` 0 waits (up to the socket's RCVTIMEO; the GIL released), 1 does not.\n"
 "None: nothing came. If the topic is in ``expected`` (topic -> Expected) and the\n"
-"message is that block: (the Expected, its Info, the read-only array), the\n"
-"stream's position moved past it. Otherwise (None, frames, None): the topic and\n"
+"message is that block: (the Expected, its Info, the read-only array, its count\n"
+"of NaN and infinite samples), the prediction and the stream's position moved past\n"
+"it. Otherwise (None, frames, None, None): the topic and\n"
 "every part but the last as bytes, the last as a zero-copy Part.");
 
 static PyObject *w_recv(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
@@ -277,7 +309,7 @@ static PyObject *w_recv(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
             goto fail;
         }
     }
-    PyObject *out = PyTuple_Pack(3, Py_None, frames, Py_None);
+    PyObject *out = PyTuple_Pack(4, Py_None, frames, Py_None, Py_None);
     Py_DECREF(frames);
     return out;
 fail:
@@ -389,7 +421,7 @@ PyMODINIT_FUNC PyInit__wire(void) {
         PyObject **slot;
         const char *name;
     } names[] = {
-        {&s_prefix, "prefix"}, {&s_suffix, "suffix"},     {&s_nbytes, "nbytes"},
+        {&s_head, "head"}, {&s_suffix, "suffix"},     {&s_nbytes, "nbytes"},
         {&s_shape, "shape"},   {&s_stream, "stream"},     {&s_src, "src"},
         {&s_seq, "seq"},       {&s_index, "index"},       {&s_rate, "rate"},
         {&s_channels, "channels"}, {&s_frames, "frames"}, {&s_track, "_track"},

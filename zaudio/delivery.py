@@ -149,8 +149,9 @@ class DeliveryPath:
         frames: list[Any] | None
         hit: Expected | None
         fast: tuple[Info, Any] | None
+        bad: int | None
         while not is_set():
-            hit = fast = None
+            hit = fast = bad = None
             with lock:
                 if q:
                     item = q.popleft()
@@ -164,7 +165,7 @@ class DeliveryPath:
                         if found is None:
                             tracker.flush()  # idle: check what waits for its batch
                             continue
-                        hit, got, block = found
+                        hit, got, block, bad = found
                         if hit is None:
                             frames = got
                         else:
@@ -196,8 +197,10 @@ class DeliveryPath:
             if hit is not None and fast is not None:
                 info, block = fast
                 call(block, info, outputs)
-                hit.advance()
-                check(info.stream, block)  # after the call: nothing waits on it
+                if bad is None:  # the Python wire: checked after the call, in batches
+                    check(info.stream, block)
+                elif bad:  # the compiled one counted them as it received the block
+                    tracker.count_nonfinite(info.stream, bad)
                 continue
             if verdict == IN_ORDER and plain:
                 # what _deliver does for an in-order block, without its dispatch

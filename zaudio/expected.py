@@ -40,19 +40,27 @@ class Expected:
     """The next in-order block of one stream, as header bytes (see the module docstring).
 
     Made by :meth:`of` from a block just delivered in order; :meth:`match` takes
-    the next message's frames; :meth:`advance` moves the prediction on after a
-    match was delivered.
+    the next message's frames and, on a match, moves the prediction (and the
+    stream's position) past it. The compiled wire (:mod:`zaudio.wire`) reads the
+    same attributes and does the same.
+
+    Attributes
+    ----------
+    head, suffix : bytes
+        The header up to ``"seq":`` and from ``,"rate":`` on.
+    seq, index : int
+        The predicted block's; ``seq`` and ``index`` are written between ``head`` and
+        ``t``'s value as ``{seq},"index":{index},"t":``.
     """
 
     __slots__ = (
-        "_head",
         "_track",
         "channels",
         "counts",
         "frames",
+        "head",
         "index",
         "nbytes",
-        "prefix",
         "rate",
         "seq",
         "shape",
@@ -69,14 +77,12 @@ class Expected:
         self.frames = h.frames
         self.shape = (h.frames, h.channels)
         self.nbytes = h.frames * h.channels * 4
-        self._head = head
+        self.head = head
         self.suffix = suffix
         self._track = track
         self.counts = track.counts  # the stream's counters (zaudio.perstream)
-        self.seq = h.seq
-        self.index = h.index
-        self.prefix = b""
-        self.advance()
+        self.seq = h.seq + 1
+        self.index = h.index + h.frames
 
     @classmethod
     def of(cls, h: AudioHeader, raw: bytes, tracker: StreamTracker) -> Expected | None:
@@ -95,22 +101,20 @@ class Expected:
             return None
         return cls(h, raw[: start + 7], raw[end:], track)
 
-    def advance(self) -> None:
-        """The block predicted was delivered: predict the one after it."""
-        self.seq += 1
-        self.index += self.frames
-        self.prefix = self._head + b'%d,"index":%d,"t":' % (self.seq, self.index)
-
     def match(self, frames: list[Any]) -> tuple[Info, Any] | None:
         """The predicted block's ``Info`` and read-only array, if ``frames`` is it; else None.
 
-        On a match the stream tracker's position moves past it (the caller then
-        delivers it, and calls :meth:`advance`).
+        On a match the prediction and the stream tracker's position move past it
+        (the caller then delivers it).
         """
         if len(frames) != 3:
             return None
-        raw = frames[1].bytes
-        prefix, suffix = self.prefix, self.suffix
+        raw = frames[1]
+        if type(raw) is not bytes:
+            raw = raw.bytes
+        seq, index = self.seq, self.index
+        prefix = self.head + b'%d,"index":%d,"t":' % (seq, index)
+        suffix = self.suffix
         lp, n = len(prefix), len(raw)
         if n > MAX_HEADER or n <= lp + len(suffix):
             return None
@@ -124,9 +128,8 @@ class Expected:
         if payload.nbytes != self.nbytes:
             return None
         block = view_block(payload, self.shape)
-        seq, index = self.seq, self.index
         track = self._track
-        track.seq = seq + 1
-        track.index = index + self.frames
+        track.seq = self.seq = seq + 1
+        track.index = self.index = index + self.frames
         info = Info(1, self.stream, self.src, seq, index, t, self.rate, self.channels, self.frames)
         return info, block

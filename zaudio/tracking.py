@@ -287,6 +287,11 @@ class StreamTracker:
         if len(pending) >= CHECK_BATCH:
             self.flush()
 
+    def count_nonfinite(self, stream: str, bad: int) -> None:
+        """Count ``bad`` NaN/inf samples found in a block of ``stream`` (zaudio.wire counts as it receives)."""
+        counts = self._nonfinite
+        counts[stream] = counts.get(stream, 0) + bad
+
     def flush(self) -> None:
         """Check every block :meth:`check` holds now.
 
