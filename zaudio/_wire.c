@@ -164,11 +164,16 @@ static PyObject *match(PyObject *hit, PyObject *header, Part *payload) {
         goto nomatch;
     }
     {
+        /* over a read-only memoryview: numpy takes its buffer as it is (an object
+         * refusing numpy's first, writable request costs an exception per block) */
         PyObject *shape = attr(hit, s_shape);
-        if (shape == NULL) goto done;
-        PyObject *args[3] = {shape, float32, (PyObject *)payload};
-        block = PyObject_Vectorcall(ndarray, args, 3, NULL);
-        Py_DECREF(shape);
+        PyObject *view = shape ? PyMemoryView_FromObject((PyObject *)payload) : NULL;
+        if (view != NULL) {
+            PyObject *args[3] = {shape, float32, view};
+            block = PyObject_Vectorcall(ndarray, args, 3, NULL);
+        }
+        Py_XDECREF(shape);
+        Py_XDECREF(view);
         if (block == NULL) goto done;
     }
     if ((v[0] = PyLong_FromLong(1)) == NULL || (v[1] = attr(hit, s_stream)) == NULL ||

@@ -13,8 +13,10 @@ once a stream's block was delivered in order, its next header is predicted as by
 matched, given its :class:`~zaudio.tracking.Info` and passed to the function, with no
 header decode and no sorting by the tracker; any other block takes the full path
 (decode, track, dispatch). On a cold cache every Python call and numpy operation
-before the user's function costs ~5-40 us of its latency (docs/benchmarks.md), so
-what can wait (the NaN/inf check, the next prediction) runs after it.
+before the user's function costs ~5-40 us of its latency (docs/benchmarks.md): so
+where the compiled wire is built (:mod:`zaudio.wire`) the receive, the match, the
+array, the ``Info`` and the NaN/inf count are one C call, and with the Python wire
+what can wait (the NaN/inf check) runs after the call.
 """
 
 from __future__ import annotations

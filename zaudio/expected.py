@@ -20,6 +20,9 @@ path: :func:`~zaudio.protocol.decode` and :meth:`StreamTracker.follow
 <zaudio.tracking.StreamTracker.follow>`. Nothing is accepted here that ``decode``
 would refuse: the prediction is only made from a header that is exactly what
 zaudio's own encoder writes for it.
+
+The compiled wire (zaudio/_wire.c, :mod:`zaudio.wire`) runs :meth:`Expected.match`'s
+checks in C on the same attributes, as it receives the message.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ a module of its own::
                     only while one call of the function runs slow
     tracking.py     per stream: in order, gap, restart, or a stray block (held/rejected)
     expected.py     per stream: the next in-order header, predicted as bytes (the fast path)
+    wire.py         that receive and match compiled (zaudio/_wire.c), when it is built
     adapt/          format adaptation (rate, channels, int16), decided once per stream
     windows.py      re-blocking into exact windows, fed by one call
     outputs.py      what the function returns: results and audio back on the bus
