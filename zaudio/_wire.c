@@ -6,17 +6,20 @@
  * numpy's argument parsing, Info) that path cost ~90 us of a block's latency
  * (docs/benchmarks.md). Here it is one call.
  *
- * It calls the libzmq that pyzmq loaded (function pointers handed over by
- * zaudio/wire.py, read from that very library), on pyzmq's own socket handle
- * (`Socket.underlying`), so nothing is linked at build time. It implements no
+ * It calls the libzmq that pyzmq loaded (found among the objects this process
+ * has loaded, its functions looked up in that very copy), on pyzmq's own socket
+ * handle (`Socket.underlying`), so nothing is linked at build time. It implements no
  * protocol rule of its own: a message is either exactly the block that
  * zaudio.expected.Expected predicted (the same byte checks as Expected.match,
  * `t` decoded by the msgspec decoder it is given) or handed back as frames for
  * the full path (zaudio.protocol.decode).
  */
 #define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE
 #include <Python.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <math.h>
 #include <string.h>
 
@@ -375,24 +378,49 @@ done:
 
 /* -- init ------------------------------------------------------------------------------ */
 
+/* The path of the libzmq this process loaded (pyzmq's), found by its name. */
+static int find_libzmq(struct dl_phdr_info *info, size_t size, void *data) {
+    const char *name = info->dlpi_name, *base = name ? strrchr(name, '/') : NULL;
+    if (base != NULL && strncmp(base + 1, "libzmq", 6) == 0) {
+        *(const char **)data = name;
+        return 1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(libzmq_doc, "libzmq() -> str | None\n\nThe file of the libzmq this process has loaded.");
+
+static PyObject *w_libzmq(PyObject *mod, PyObject *unused) {
+    const char *path = NULL;
+    dl_iterate_phdr(find_libzmq, &path);
+    if (path == NULL) Py_RETURN_NONE;
+    return PyUnicode_DecodeFSDefault(path);
+}
+
 PyDoc_STRVAR(init_doc,
-"init(functions, ZMQError, decode_float, ndarray, float32, Info)\n\n"
-"``functions``: the addresses of zmq_msg_init, zmq_msg_recv, zmq_msg_close,\n"
-"zmq_msg_data, zmq_msg_size, zmq_msg_more, zmq_errno, zmq_send and zmq_getsockopt\n"
-"in the libzmq pyzmq loaded (zaudio/wire.py finds them).");
+"init(ZMQError, decode_float, ndarray, float32, Info) -> str | None\n\n"
+"Look up zmq_msg_init, zmq_msg_recv, ... in the libzmq pyzmq loaded (import zmq\n"
+"first). Its path, or None if there is none or a function is missing: then\n"
+"recv and send must not be called.");
 
 static PyObject *w_init(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 9) {
-        PyErr_SetString(PyExc_TypeError,
-                        "init(functions[9], ZMQError, decode_float, ndarray, float32, Info)");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "init(ZMQError, decode_float, ndarray, float32, Info)");
         return NULL;
     }
+    const char *path = NULL;
+    dl_iterate_phdr(find_libzmq, &path);
+    if (path == NULL) Py_RETURN_NONE;
+    void *lib = dlopen(path, RTLD_NOLOAD | RTLD_LAZY); /* the copy loaded, never a new one */
+    if (lib == NULL) Py_RETURN_NONE;
+    static const char *names[9] = {"zmq_msg_init", "zmq_msg_recv", "zmq_msg_close",
+                                   "zmq_msg_data", "zmq_msg_size", "zmq_msg_more",
+                                   "zmq_errno",    "zmq_send",     "zmq_getsockopt"};
     void *f[9];
     for (int i = 0; i < 9; i++) {
-        f[i] = PyLong_AsVoidPtr(PyTuple_GET_ITEM(args[0], i));
-        if (f[i] == NULL) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "a null function address");
-            return NULL;
+        if ((f[i] = dlsym(lib, names[i])) == NULL) {
+            dlclose(lib);
+            Py_RETURN_NONE;
         }
     }
     *(void **)&z_msg_init = f[0];
@@ -405,12 +433,13 @@ static PyObject *w_init(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
     *(void **)&z_send = f[7];
     *(void **)&z_getsockopt = f[8];
     PyObject **slots[5] = {&ZMQError, &decode_float, &ndarray, &float32, &Info};
-    for (int i = 0; i < 5; i++) Py_XSETREF(*slots[i], Py_NewRef(args[i + 1]));
-    Py_RETURN_NONE;
+    for (int i = 0; i < 5; i++) Py_XSETREF(*slots[i], Py_NewRef(args[i]));
+    return PyUnicode_DecodeFSDefault(path); /* lib stays open: it is pyzmq's, loaded for good */
 }
 
 static PyMethodDef methods[] = {
     {"init", (PyCFunction)(void (*)(void))w_init, METH_FASTCALL, init_doc},
+    {"libzmq", (PyCFunction)w_libzmq, METH_NOARGS, libzmq_doc},
     {"recv", (PyCFunction)(void (*)(void))w_recv, METH_FASTCALL, recv_doc},
     {"send", (PyCFunction)(void (*)(void))w_send, METH_FASTCALL, send_doc},
     {NULL},
