@@ -130,7 +130,11 @@ def _sources() -> set[str]:
     ):
         for p in (ROOT / top).rglob("*"):
             # C sources go in the sdist; the wheel has what they compile to
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".c"):
+            if (
+                p.is_file()
+                and "__pycache__" not in p.parts
+                and p.suffix not in (".pyc", ".c", ".h")
+            ):
                 files.add(f"{prefix}/{p.relative_to(ROOT / top).as_posix()}")
     return files
 
@@ -152,7 +156,7 @@ def test_wheel_holds_every_source_file_the_license_and_the_metadata(
     with tarfile.open(sdist) as t:
         members = {m.name.split("/", 1)[1] for m in t.getmembers() if "/" in m.name}
     assert {"LICENSE", "pyproject.toml", "README.md", "cli/main.py"} <= members
-    assert {"setup.py", "zaudio/_wire.c"} <= members
+    assert {"setup.py", "zaudio/_wire.c", "zaudio/_wire_recv.c", "zaudio/_wire.h"} <= members
     assert any(re.fullmatch(r"zaudio/_wire\..*\.so", n) for n in names), "no compiled wire"
 
 

@@ -1,4 +1,4 @@
-"""The compiled receive and send of a data message (zaudio/_wire.c), when it is there.
+"""The compiled receive and send of a data message (zaudio/_wire*.c), when it is there.
 
 :data:`WIRE` is the C module, ready to use, or None: then every node runs the same
 logic in Python (:func:`zaudio.bus.recv_message`, :meth:`zaudio.expected.Expected.match`,
