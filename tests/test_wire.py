@@ -17,7 +17,7 @@ import zmq
 from tests.helpers import Listener
 from zaudio.bus import recv_message
 from zaudio.expected import Expected
-from zaudio.protocol import AudioHeader, AudioStream, decode, encode_json
+from zaudio.protocol import AudioHeader, AudioStream, decode
 from zaudio.proxy import Proxy
 from zaudio.publisher import Publisher
 from zaudio.tracking import IN_ORDER, StreamTracker
@@ -42,6 +42,11 @@ def pair() -> Iterator[tuple[zmq.Socket[Any], zmq.Socket[Any]]]:
     a.close(0)
     b.close(0)
     ctx.term()
+
+
+def send(sock: zmq.Socket[Any], msg: list[Any]) -> None:
+    """Send a message as zaudio encodes it (bytes and arrays) as plain frames."""
+    sock.send_multipart([m if isinstance(m, bytes) else bytes(m) for m in msg])
 
 
 def c_recv(sock: zmq.Socket[Any], expected: dict[bytes, Expected] | None = None) -> Any:
@@ -167,8 +172,8 @@ def test_recv_matches_exactly_what_expected_match_matches(
     for msg in candidates(src):
         exp_c, track_c, topic = predicted(AudioStream("lab/mic", 48000, 2, src=src))
         exp_py, track_py, _ = predicted(AudioStream("lab/mic", 48000, 2, src=src))
-        a.send_multipart([bytes(m) if not isinstance(m, bytes) else m for m in msg])
-        a.send_multipart([bytes(m) if not isinstance(m, bytes) else m for m in msg])
+        send(a, msg)
+        send(a, msg)
         got = c_recv(b, {topic: exp_c})
         frames = recv_message(b)  # as the processor's Python loop does it:
         hit_py = {topic: exp_py}.get(frames[0])
@@ -195,13 +200,12 @@ def test_a_matched_block_keeps_its_frame_alive(
     st = AudioStream("lab/mic", 48000, 2)
     exp, _, topic = predicted(st)
     want = np.arange(8, dtype=np.float32).reshape(4, 2)
-    a.send_multipart([bytes(m) if not isinstance(m, bytes) else m for m in st.encode(want, 2.0)])
+    send(a, st.encode(want, 2.0))
     _, _, block, _ = c_recv(b, {topic: exp})
     del exp
     a.send_multipart([b"x" * 4096] * 3)  # reuse of freed memory would show here
     c_recv(b)
     np.testing.assert_array_equal(block, want)
-    assert encode_json(block.tolist())  # still readable as a whole
 
 
 def test_recv_counts_the_nan_and_inf_samples_of_a_matched_block(
@@ -213,8 +217,7 @@ def test_recv_counts_the_nan_and_inf_samples_of_a_matched_block(
     for k, values in enumerate(([1.0, 2.0], [np.nan, 1.0], [np.inf, -np.inf], [np.nan] * 2)):
         data = np.zeros((4, 2), np.float32)
         data[k % 4, :] = values
-        msg = st.encode(data, 2.0 + k)
-        a.send_multipart([msg[0], msg[1], data.tobytes()])
+        send(a, st.encode(data, 2.0 + k))
         hit, _, block, bad = c_recv(b, {topic: exp})
         assert hit is exp
         assert bad == int(np.count_nonzero(~np.isfinite(data))) == (0, 1, 2, 2)[k]
