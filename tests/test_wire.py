@@ -246,6 +246,14 @@ def test_outlet_post_sends_and_looks_as_the_python_way_does(proxy: Proxy, way: s
             listener.conn.close()
 
 
+def test_a_closed_outlet_says_so_and_does_not_crash(proxy: Proxy) -> None:
+    pub = Publisher("wire/closed", rate=1000, channels=1, proxy=proxy.control).start()
+    msg = pub.stream.encode(np.zeros((4, 1), np.float32), 1.0)
+    pub.close()
+    with pytest.raises(zmq.ZMQError):
+        pub.outlet.post(msg)
+
+
 def test_zaudio_wire_python_turns_it_off() -> None:
     env = dict(os.environ, ZAUDIO_WIRE="python")
     out = subprocess.run(

@@ -158,7 +158,9 @@ class Outlet:
         The send and the look are one compiled call (:mod:`zaudio.wire`) when the
         last part is under 64 KiB; the Python way otherwise (:meth:`post_python`).
         """
-        if WIRE is not None and getattr(frames[-1], "nbytes", 0) < _ZERO_COPY:
+        sock = self.sock
+        # (a closed socket's handle is freed memory: pyzmq's send says what is wrong)
+        if WIRE is not None and not sock.closed and getattr(frames[-1], "nbytes", 0) < _ZERO_COPY:
             events: int = WIRE.send(self._handle, frames)
             return events
         return self.post_python(frames)
