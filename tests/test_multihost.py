@@ -109,9 +109,12 @@ def test_exact_across_hosts_with_a_wrong_recorder_clock(
     lat = latencies(headers)
     print(f"latency median {median(lat) * 1000:.2f} ms, max {max(lat) * 1000:.2f} ms; "
           f"processor lag {stats['lag'] * 1000:.2f} ms")  # fmt: skip
-    # t is right within a couple of ms although the recorder's clock is 5 s off
-    assert -0.002 < median(lat) < 0.004, lat
-    assert -0.002 < stats["lag"] < 0.05, stats
+    # t is right although the recorder's clock is 5 s off: no block seems to arrive
+    # more than 2 ms before it was captured (load only delays arrivals, so this
+    # one-sided bound is the clock's precision on any machine), and the median is
+    # nowhere near the 5 s skew (its upper bound leaves room for a loaded machine).
+    assert -0.002 < median(lat) < 0.25, lat
+    assert -0.002 < stats["lag"] < 0.5, stats
 
 
 def test_exact_with_packet_loss(lan: Lan, wav: tuple[Path, np.ndarray], tmp_path: Path) -> None:

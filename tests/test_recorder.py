@@ -105,11 +105,12 @@ def test_paced_sine_takes_real_time_and_t_follows_the_sample_clock(proxy_proc: s
             assert proc.wait(10) == 0
     headers, samples = check_stream(msgs, 48000)
     assert headers[0].index == 0 and headers[-1].index == 99 * 480
-    # Paced: the second half (surely past any start-up backlog) takes its 0.5 s of
-    # audio in about 0.5 s, and the whole second of audio never arrives much faster.
+    # Paced: the second half (surely past any start-up backlog) never arrives faster
+    # than its 0.5 s of audio (load only delays blocks, so this holds on any machine;
+    # 0.1 s for the listener's own scheduling), and not 3x slower either.
     second_half = arrivals[-1] - arrivals[49]
-    assert 0.4 < second_half < 0.8, second_half
-    assert 0.6 < arrivals[-1] - arrivals[0] < 1.5, arrivals[-1] - arrivals[0]
+    assert 0.4 < second_half < 1.5, second_half
+    assert arrivals[-1] - arrivals[0] > 0.6, arrivals[-1] - arrivals[0]
     assert abs(headers[-1].t - headers[0].t - 0.99) < 1e-6
     # t is in the proxy's time base, near "now" (same host: offset ~0)
     assert abs(headers[0].t - time.time()) < 5
